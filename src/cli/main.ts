@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+/**
+ * walhook command line. Exit codes: 0 success, 1 runtime failure (database state,
+ * connection), 2 invalid configuration or usage.
+ */
+import { Command, CommanderError } from 'commander';
+import { runCommand } from './run.js';
+import { validateCommand } from './validate.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_CONFIG = 2;
+
+const program = new Command()
+  .name('walhook')
+  .description('Stream PostgreSQL row changes to webhooks through logical replication, at least once.')
+  .addHelpText(
+    'after',
+    '\nExit codes:\n  0  success\n  1  runtime failure (database state, connection, fatal error)\n  2  invalid configuration or usage\n',
+  )
+  .exitOverride();
+
+program
+  .command('run')
+  .description('stream changes from the replication slot to the configured webhooks')
+  .requiredOption('-c, --config <file>', 'path to the YAML configuration file')
+  .action(async (options: { config: string }) => {
+    process.exitCode = await runCommand(options.config);
+  });
+
+program
+  .command('validate')
+  .description('check a configuration file and exit 0 when it is valid')
+  .requiredOption('-c, --config <file>', 'path to the YAML configuration file')
+  .option('--connect', 'also connect to the database and check wal_level, tables, slot and publication')
+  .action(async (options: { config: string; connect?: boolean }) => {
+    process.exitCode = await validateCommand(options.config, { connect: options.connect === true });
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? EXIT_OK : EXIT_CONFIG;
+  } else {
+    throw err;
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Builds the JSON envelope POSTed to webhooks. Its shape follows Hasura Event
+ * Triggers, so existing handlers keep working, plus `lsn`, `xid`, and for partial
+ * rows `event.old_row` and `event.unchanged_columns`.
+ *
+ * The body is assembled as text because values arrive as PostgreSQL text output and
+ * must not pass through JavaScript numbers. `delivery_info` changes per attempt, so
+ * the envelope is stored as the text before and after it.
+ */
+import { createHash } from 'node:crypto';
+import { formatLsn } from '../core/lsn.js';
+import type { ColumnValue, RelationInfo } from '../source/messages.js';
+import { UNCHANGED_TOAST } from '../source/messages.js';
+import type { RowChange } from './change.js';
+import { encodeValue } from './json-values.js';
+
+export interface Envelope {
+  readonly id: string;
+  /** JSON text up to the value of `delivery_info`. */
+  readonly head: string;
+  /** JSON text after the value of `delivery_info`. */
+  readonly tail: string;
+}
+
+/** Milliseconds between the Unix epoch and the PostgreSQL epoch, 2000-01-01 00:00 UTC. */
+export const PG_EPOCH_MS = 946_684_800_000;
+
+/**
+ * Returns an id that is the same for the same change and trigger on every decode of
+ * the slot, so receivers can drop duplicates after a restart. It is shaped like a
+ * UUID (version 8, name-based on SHA-256).
+ */
+export function eventId(triggerName: string, change: RowChange): string {
+  const hash = createHash('sha256')
+    .update(`${triggerName}\u0000${formatLsn(change.transaction.commitLsn)}\u0000`)
+    .update(`${formatLsn(change.lsn)}\u0000${change.lsnOrdinal}\u0000${change.relation.oid}`)
+    .digest('hex');
+  const variant = ((parseInt(hash.slice(16, 17), 16) & 0x3) | 0x8).toString(16);
+  return `${hash.slice(0, 8)}-${hash.slice(8, 12)}-8${hash.slice(13, 16)}-${variant}${hash.slice(17, 20)}-${hash.slice(20, 32)}`;
+}
+
+/** Formats PostgreSQL commit time as ISO 8601 UTC with microseconds. */
+export function formatCommitTime(micros: bigint): string {
+  const unixMicros = micros + BigInt(PG_EPOCH_MS) * 1000n;
+  const millis = unixMicros / 1000n;
+  const extraMicros = Number(((unixMicros % 1000n) + 1000n) % 1000n);
+  const iso = new Date(Number(millis - (unixMicros < 0n && extraMicros !== 0 ? 1n : 0n))).toISOString();
+  return `${iso.slice(0, 23)}${String(extraMicros).padStart(3, '0')}Z`;
+}
+
+interface RowJson {
+  readonly json: string;
+  readonly unchangedColumns: readonly string[];
+}
+
+function encodeRow(relation: RelationInfo, tuple: readonly ColumnValue[], keyOnly: boolean): RowJson {
+  const parts: string[] = [];
+  const unchanged: string[] = [];
+  const count = Math.min(tuple.length, relation.columns.length);
+  for (let i = 0; i < count; i++) {
+    const column = relation.columns[i]!;
+    if (keyOnly && !column.isKey) continue;
+    const value = tuple[i];
+    if (value === UNCHANGED_TOAST) {
+      unchanged.push(column.name);
+      continue;
+    }
+    const json = value === null || value === undefined ? 'null' : encodeValue(column.typeOid, value);
+    parts.push(`${JSON.stringify(column.name)}:${json}`);
+  }
+  return { json: `{${parts.join(',')}}`, unchangedColumns: unchanged };
+}
+
+function eventJson(change: RowChange): string {
+  let oldJson = 'null';
+  let newJson = 'null';
+  const extras: string[] = [];
+  switch (change.op) {
+    case 'INSERT':
+      newJson = encodeRow(change.relation, change.newTuple, false).json;
+      break;
+    case 'UPDATE': {
+      const row = encodeRow(change.relation, change.newTuple, false);
+      newJson = row.json;
+      if (row.unchangedColumns.length > 0) extras.push(`"unchanged_columns":${JSON.stringify(row.unchangedColumns)}`);
+      if (change.oldTuple !== null && change.oldKind !== null) {
+        oldJson = encodeRow(change.relation, change.oldTuple, change.oldKind === 'key').json;
+        extras.push(`"old_row":"${change.oldKind}"`);
+      }
+      break;
+    }
+    case 'DELETE':
+      oldJson = encodeRow(change.relation, change.oldTuple, change.oldKind === 'key').json;
+      extras.push(`"old_row":"${change.oldKind}"`);
+      break;
+    case 'TRUNCATE':
+      extras.push(`"truncate":{"cascade":${change.cascade},"restart_identity":${change.restartIdentity}}`);
+      break;
+    default: {
+      const unreachable: never = change;
+      throw new Error(`unknown change ${JSON.stringify(unreachable)}`);
+    }
+  }
+  const extraText = extras.length > 0 ? `,${extras.join(',')}` : '';
+  return `{"op":"${change.op}","data":{"old":${oldJson},"new":${newJson}},"session_variables":null${extraText}}`;
+}
+
+export function buildEnvelope(triggerName: string, change: RowChange): Envelope {
+  const id = eventId(triggerName, change);
+  const head =
+    `{"id":"${id}","created_at":"${formatCommitTime(change.transaction.commitTimeMicros)}",` +
+    `"trigger":{"name":${JSON.stringify(triggerName)}},` +
+    `"table":{"schema":${JSON.stringify(change.relation.schema)},"name":${JSON.stringify(change.relation.name)}},` +
+    `"event":${eventJson(change)},"delivery_info":`;
+  const tail = `,"lsn":"${formatLsn(change.lsn)}","xid":${change.transaction.xid}}`;
+  return { id, head, tail };
+}
+
+/** Returns the request body for one attempt. */
+export function envelopeBody(envelope: Envelope, maxRetries: number | null, currentRetry: number): string {
+  return `${envelope.head}{"max_retries":${maxRetries === null ? 'null' : maxRetries},"current_retry":${currentRetry}}${envelope.tail}`;
+}

@@ -1,0 +1,261 @@
+/**
+ * The replication connection: streams decoded messages from the slot, answers
+ * keepalives and sends standby status updates carrying only the confirmed position,
+ * and reconnects with backoff when the connection breaks.
+ *
+ * pg-logical-replication provides the connection and the CopyData plumbing. Its own
+ * acknowledgements are switched off (`auto: false`, `timeoutSeconds: 0`) because they
+ * confirm positions that were only received, and its `acknowledge()` adds one to the
+ * LSN and uses a wrong epoch. Status updates are written here instead.
+ */
+import { LogicalReplicationService } from 'pg-logical-replication';
+import type { Client } from 'pg';
+import type { Logger } from 'pino';
+import type { SourceConfig } from '../config/types.js';
+import { SourceStateError, WalhookError } from '../core/errors.js';
+import { type Lsn, formatLsn, parseLsn } from '../core/lsn.js';
+import { backoffDelayMs, sleep } from '../core/retry.js';
+import { PG_EPOCH_MS } from '../pipeline/envelope.js';
+import type { DecodedMessage } from './messages.js';
+import { PgoutputDecoder } from './pgoutput-decoder.js';
+import { sessionOptions } from './session-settings.js';
+import { slotLost, slotPredatesPublication } from './setup.js';
+import { quoteIdentifier, quoteLiteral } from './sql.js';
+
+export interface SourceHandlers {
+  /** Receives each decoded message with the WAL position the server sent it at. */
+  onMessage(lsn: Lsn, message: DecodedMessage): void;
+  /** Receives the server's WAL end from each keepalive. */
+  onKeepalive(walEnd: Lsn): void;
+  /** Called after the connection broke, before reconnecting. */
+  onConnectionLost(): void;
+}
+
+export interface ReplicationSourceDeps {
+  readonly logger: Logger;
+  readonly handlers: SourceHandlers;
+  /** Returns the position that is safe to confirm; the only value status updates carry. */
+  readonly confirmedLsn: () => Lsn;
+  /** Interval of unprompted status updates; keeps the walsender from timing out. */
+  readonly statusIntervalMs: number;
+  readonly reconnect?: { readonly initialDelayMs: number; readonly maxDelayMs: number };
+}
+
+/** Standby status update ('r'), from the streaming replication protocol page. */
+const STANDBY_STATUS_UPDATE = 0x72;
+const STATUS_UPDATE_BYTES = 34;
+/** Delay that batches status updates after the confirmed position moves. */
+const STATUS_COALESCE_MS = 50;
+
+/** The parts of pg's internal Connection that status updates and backpressure use. */
+interface WireConnection {
+  sendCopyFromChunk(chunk: Buffer): void;
+  stream: { pause(): void; resume(): void };
+}
+
+/** Builds a standby status update with `lsn` as written, flushed and applied position. */
+export function standbyStatusUpdate(lsn: Lsn, nowMs: number, replyRequested = false): Buffer {
+  const message = Buffer.alloc(STATUS_UPDATE_BYTES);
+  message.writeUInt8(STANDBY_STATUS_UPDATE, 0);
+  message.writeBigUInt64BE(lsn, 1);
+  message.writeBigUInt64BE(lsn, 9);
+  message.writeBigUInt64BE(lsn, 17);
+  message.writeBigInt64BE(BigInt(nowMs - PG_EPOCH_MS) * 1000n, 25);
+  message.writeUInt8(replyRequested ? 1 : 0, 33);
+  return message;
+}
+
+export class ReplicationSource {
+  readonly #config: SourceConfig;
+  readonly #deps: ReplicationSourceDeps;
+  readonly #logger: Logger;
+  readonly #closed = new AbortController();
+  #service: LogicalReplicationService | null = null;
+  #paused = false;
+  #statusTimer: NodeJS.Timeout | undefined;
+  #coalesceTimer: NodeJS.Timeout | undefined;
+  #lastSentLsn: Lsn = -1n;
+  #streaming = false;
+
+  constructor(config: SourceConfig, deps: ReplicationSourceDeps) {
+    this.#config = config;
+    this.#deps = deps;
+    this.#logger = deps.logger.child({ slot: config.slot });
+  }
+
+  get streaming(): boolean {
+    return this.#streaming;
+  }
+
+  /**
+   * Streams until close() (resolves) or a fatal error (rejects). Connection losses
+   * are retried with exponential backoff and full jitter.
+   */
+  async run(): Promise<void> {
+    const reconnect = this.#deps.reconnect ?? { initialDelayMs: 500, maxDelayMs: 30_000 };
+    let failures = 0;
+    while (!this.#closed.signal.aborted) {
+      let started = false;
+      try {
+        await this.#session(() => {
+          started = true;
+          failures = 0;
+        });
+        if (this.#closed.signal.aborted) return;
+        this.#logger.warn('replication stream ended by the server');
+      } catch (err) {
+        if (this.#closed.signal.aborted) return;
+        const fatal = classifyStreamError(err, this.#config);
+        if (fatal !== null) throw fatal;
+        this.#logger.warn({ err }, 'replication connection failed');
+      }
+      this.#streaming = false;
+      this.#deps.handlers.onConnectionLost();
+      if (!started) failures += 1;
+      const delayMs = backoffDelayMs(reconnect, failures, Math.random);
+      this.#logger.info({ delayMs, failures }, 'reconnecting to the replication slot');
+      try {
+        await sleep(delayMs, this.#closed.signal);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  /** Stops reading from the socket (true) or resumes (false). Status updates continue. */
+  setPaused(paused: boolean): void {
+    this.#paused = paused;
+    const connection = this.#connection();
+    if (connection === null) return;
+    if (paused) connection.stream.pause();
+    else connection.stream.resume();
+  }
+
+  /** Schedules a status update soon, batching bursts of confirmations. */
+  confirmedAdvanced(): void {
+    if (this.#coalesceTimer !== undefined) return;
+    this.#coalesceTimer = setTimeout(() => {
+      this.#coalesceTimer = undefined;
+      this.sendStatus();
+    }, STATUS_COALESCE_MS);
+  }
+
+  /** Sends the confirmed position now. Returns false when no connection is up. */
+  sendStatus(replyRequested = false): boolean {
+    const connection = this.#connection();
+    if (connection === null || !this.#streaming) return false;
+    const lsn = this.#deps.confirmedLsn();
+    connection.sendCopyFromChunk(standbyStatusUpdate(lsn, Date.now(), replyRequested));
+    if (lsn !== this.#lastSentLsn) {
+      this.#logger.debug({ lsn: formatLsn(lsn) }, 'confirmed position sent');
+      this.#lastSentLsn = lsn;
+    }
+    return true;
+  }
+
+  /** Sends a last status update and closes the connection. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed.signal.aborted) return;
+    this.sendStatus();
+    this.#closed.abort(new WalhookError('WALHOOK_CLOSED', 'replication source closed'));
+    clearTimeout(this.#coalesceTimer);
+    await this.#stopService();
+  }
+
+  #connection(): WireConnection | null {
+    // pg keeps the wire connection on a field the library does not expose.
+    const internal = this.#service as unknown as { _connection: WireConnection | null } | null;
+    return internal?._connection ?? null;
+  }
+
+  async #session(onStarted: () => void): Promise<void> {
+    const decoder = new PgoutputDecoder();
+    const service = new LogicalReplicationService(
+      { connectionString: this.#config.connection, options: sessionOptions(), application_name: 'walhook' },
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
+    );
+    this.#service = service;
+    let handlerError: unknown = null;
+
+    service.on('error', (err: Error) => {
+      this.#logger.debug({ err }, 'replication client error');
+    });
+    service.on('start', () => {
+      this.#streaming = true;
+      if (this.#paused) this.#connection()?.stream.pause();
+      onStarted();
+      this.#logger.info({ lsn: formatLsn(startLsn) }, 'streaming from the replication slot');
+      this.#statusTimer = setInterval(() => this.sendStatus(), this.#deps.statusIntervalMs);
+    });
+    service.on('data', (lsnText: string, message: DecodedMessage) => {
+      if (handlerError !== null) return;
+      try {
+        this.#deps.handlers.onMessage(parseLsn(lsnText), message);
+      } catch (err) {
+        handlerError = err;
+        void this.#stopService();
+      }
+    });
+    service.on('heartbeat', (lsnText: string, _timestamp: number, shouldRespond: boolean) => {
+      if (handlerError !== null) return;
+      this.#deps.handlers.onKeepalive(parseLsn(lsnText));
+      if (shouldRespond) this.sendStatus();
+    });
+
+    const plugin = {
+      options: {},
+      name: 'pgoutput',
+      parse: (buffer: Buffer): DecodedMessage => decoder.decode(buffer),
+      start: (client: Client, slot: string, lsn: string): Promise<unknown> =>
+        client.query(
+          `START_REPLICATION SLOT ${quoteIdentifier(slot)} LOGICAL ${lsn} ` +
+            `(proto_version '1', publication_names ${quoteLiteral(quoteIdentifier(this.#config.publication))})`,
+        ),
+    };
+
+    const startLsn = this.#deps.confirmedLsn();
+    try {
+      await service.subscribe(plugin as never, this.#config.slot, formatLsn(startLsn));
+    } finally {
+      clearInterval(this.#statusTimer);
+      this.#streaming = false;
+      await this.#stopService();
+    }
+    if (handlerError !== null) throw handlerError;
+  }
+
+  async #stopService(): Promise<void> {
+    const service = this.#service;
+    if (service === null) return;
+    this.#service = null;
+    this.#streaming = false;
+    await service.destroy().catch((err: unknown) => {
+      this.#logger.debug({ err }, 'closing the replication client failed');
+    });
+  }
+}
+
+/** Maps errors that retrying cannot fix to a SourceStateError; returns null for retryable ones. */
+function classifyStreamError(err: unknown, config: SourceConfig): WalhookError | null {
+  if (err instanceof WalhookError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: string } | null)?.code;
+  if (/can no longer get changes from replication slot/i.test(message) || /has been invalidated/i.test(message)) {
+    return slotLost(config.slot);
+  }
+  if (/publication .* does not exist/i.test(message)) return slotPredatesPublication(config);
+  if (/replication slot .* does not exist/i.test(message)) {
+    return new SourceStateError(
+      'WALHOOK_SLOT_DROPPED',
+      `replication slot '${config.slot}' was dropped while walhook was running, so undelivered changes are lost; ` +
+        'start walhook again to create a new slot',
+      { cause: err },
+    );
+  }
+  if (code === '28P01' || code === '28000' || code === '3D000' || code === '42501') {
+    return new SourceStateError('WALHOOK_SOURCE_REJECTED', `PostgreSQL rejected the replication connection: ${message}`, {
+      cause: err,
+    });
+  }
+  return null;
+}
