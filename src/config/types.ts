@@ -17,7 +17,10 @@ export interface TableName {
 }
 
 export interface SourceConfig {
-  /** libpq connection URL (or key=value string), with `${VAR}` already substituted. */
+  /**
+   * `postgres://` or `postgresql://` connection URL, with `${VAR}` already substituted.
+   * A key=value string in the file arrives here converted to a URL.
+   */
   readonly connection: string;
   /** Replication slot name. Default `walhook`. */
   readonly slot: string;

@@ -1,0 +1,126 @@
+/**
+ * Reading and validation of the walhook configuration file.
+ *
+ * The steps are: parse YAML, substitute `${VAR}` references in string values, check
+ * the structure with zod, check names across entries, then rename keys to camelCase
+ * and freeze. Every problem from every step is reported in one ConfigError.
+ */
+
+import { readFileSync } from 'node:fs';
+
+import { ConfigError } from '../core/errors.js';
+import { problemsFromIssues } from './issues.js';
+import { formatPath, type Problem, toConfigProblem } from './problems.js';
+import { checkReferences } from './references.js';
+import { configSchema, type ParsedConfig } from './schema.js';
+import { OPERATIONS, type WalhookConfig } from './types.js';
+import { substituteVariables } from './variables.js';
+import { readYamlDocument, sortByPosition } from './yaml-document.js';
+
+export interface ParseOptions {
+  /** Path or label used in error messages. */
+  readonly file: string;
+  /** Variables for `${VAR}` references. */
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * Reads and validates a configuration file. Throws ConfigError when the file cannot
+ * be read or is invalid. `env` defaults to process.env, and no other walhook module
+ * reads process.env.
+ */
+export function loadConfig(file: string, env: ParseOptions['env'] = process.env): WalhookConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '', message: describeReadError(error) }]);
+  }
+  return parseConfig(text, { file, env });
+}
+
+/**
+ * Validates configuration text and returns it normalized and deeply frozen. Throws
+ * ConfigError listing every problem found.
+ */
+export function parseConfig(text: string, options: ParseOptions): WalhookConfig {
+  const read = readYamlDocument(text);
+  if (!read.ok) {
+    throw new ConfigError(options.file, read.problems.map(toConfigProblem));
+  }
+
+  const substituted = substituteVariables(read.tree, options.env);
+  const parsed = configSchema.safeParse(substituted.value, { reportInput: true });
+  const schemaProblems = parsed.success ? [] : problemsFromIssues(parsed.error.issues);
+  const referenceProblems = checkReferences(substituted.value);
+
+  // A value whose reference failed is kept as written, so checks on it would only
+  // repeat the substitution problem.
+  const unresolvedPaths = new Set(substituted.problems.map((problem) => formatPath(problem.path)));
+  const isNew = (problem: Problem): boolean => !unresolvedPaths.has(formatPath(problem.path));
+  const problems = [
+    ...substituted.problems,
+    ...schemaProblems.filter(isNew),
+    ...referenceProblems.filter(isNew),
+  ];
+
+  if (problems.length > 0 || !parsed.success) {
+    const sorted = sortByPosition(problems, read.document);
+    throw new ConfigError(options.file, sorted.map(toConfigProblem));
+  }
+  return deepFreeze(normalize(parsed.data));
+}
+
+function normalize(parsed: ParsedConfig): WalhookConfig {
+  return {
+    source: {
+      connection: parsed.source.connection,
+      slot: parsed.source.slot,
+      publication: parsed.source.publication,
+      plugin: parsed.source.plugin,
+    },
+    webhooks: parsed.webhooks.map((webhook) => ({
+      name: webhook.name,
+      url: webhook.url,
+      headers: webhook.headers,
+      timeoutMs: webhook.timeout,
+      retry: {
+        initialDelayMs: webhook.retry.initial_delay,
+        maxDelayMs: webhook.retry.max_delay,
+      },
+    })),
+    triggers: parsed.triggers.map((trigger) => ({
+      name: trigger.name,
+      table: trigger.table,
+      // Listed in the canonical order, whatever the order in the file.
+      operations: OPERATIONS.filter((operation) => trigger.operations.includes(operation)),
+      webhook: trigger.webhook,
+    })),
+    log: { level: parsed.log.level },
+    shutdownTimeoutMs: parsed.shutdown_timeout,
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const child of Object.values(value)) {
+      deepFreeze(child);
+    }
+    Object.freeze(value);
+  }
+  return value;
+}
+
+function describeReadError(error: unknown): string {
+  const code = error instanceof Error && 'code' in error ? error.code : undefined;
+  switch (code) {
+    case 'ENOENT':
+      return 'cannot read the configuration file: file not found';
+    case 'EACCES':
+      return 'cannot read the configuration file: permission denied';
+    case 'EISDIR':
+      return 'cannot read the configuration file: it is a directory; expected a YAML file';
+    default:
+      return `cannot read the configuration file: ${error instanceof Error ? error.message : String(error)}`;
+  }
+}

@@ -1,0 +1,327 @@
+/**
+ * Structure of the configuration file, after `${VAR}` substitution, as zod schemas.
+ *
+ * Every key is documented here with its default. Objects are strict, so an unknown
+ * key is a problem. Parsing turns durations into milliseconds and table names into
+ * TableName, but keeps the file's snake_case keys; load.ts renames them.
+ */
+
+import * as z from 'zod';
+
+import { InvalidConnectionStringError, normalizeConnectionString } from './connection.js';
+import { InvalidDurationError, formatDuration, parseDuration } from './duration.js';
+import { InvalidTableNameError, MAX_IDENTIFIER_BYTES, parseTableName } from './identifier.js';
+import { describeType } from './problems.js';
+import { OPERATIONS, type Operation } from './types.js';
+
+/**
+ * Maximum delay of a Node.js timer (2^31 - 1 ms, about 596 hours). Node.js runs a timer
+ * with a longer delay after 1 ms, so a longer duration would act as no delay.
+ */
+export const MAX_DURATION_MS = 2_147_483_647;
+
+/** Webhook and trigger names appear in logs and event ids, so they stay short and plain. */
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** PostgreSQL's own rule for replication slot names. */
+const SLOT_PATTERN = /^[a-z0-9_]{1,63}$/;
+
+
+/**
+ * Checks PostgreSQL's limits for a name used as written, such as a publication name.
+ * Case and special characters are kept, so the name must be quoted in SQL.
+ */
+function isValidIdentifier(name: string): boolean {
+  return name !== '' && !name.includes('\0') && Buffer.byteLength(name, 'utf8') <= MAX_IDENTIFIER_BYTES;
+}
+
+/** RFC 9110 token characters, the only ones allowed in a header name. */
+const HEADER_NAME_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Characters undici 7 rejects in a header value: controls other than tab, and above U+00FF. */
+const INVALID_HEADER_VALUE_CHARACTER = /[^\t\x20-\x7e\x80-\xff]/;
+
+/**
+ * Headers walhook cannot send as configured. Content-Length comes from the request
+ * body, and undici 7 raises an error for the others on every request.
+ */
+const FORBIDDEN_HEADERS = new Set([
+  'content-length',
+  'transfer-encoding',
+  'keep-alive',
+  'upgrade',
+  'expect',
+]);
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const PLUGINS = ['pgoutput', 'wal2json'] as const;
+
+/** Returns a schema that parses a duration string (`10s`) to milliseconds, from 1 to MAX_DURATION_MS. */
+function durationSchema(defaultText: string) {
+  return z
+    .unknown()
+    .transform((value, context): number => {
+      if (typeof value !== 'string') {
+        context.addIssue({ code: 'custom', message: describeNonStringDuration(value) });
+        return z.NEVER;
+      }
+
+      let milliseconds: number;
+      try {
+        milliseconds = parseDuration(value);
+      } catch (error) {
+        if (!(error instanceof InvalidDurationError)) {
+          throw error;
+        }
+        context.addIssue({ code: 'custom', message: error.message });
+        return z.NEVER;
+      }
+
+      if (milliseconds === 0) {
+        context.addIssue({ code: 'custom', message: `must be greater than 0, got '${value}'` });
+        return z.NEVER;
+      }
+      if (milliseconds > MAX_DURATION_MS) {
+        context.addIssue({
+          code: 'custom',
+          message: `must be at most ${MAX_DURATION_MS}ms (about 596h), the maximum Node.js timer delay, got '${value}'`,
+        });
+        return z.NEVER;
+      }
+      return milliseconds;
+    })
+    .prefault(defaultText);
+}
+
+function describeNonStringDuration(value: unknown): string {
+  if (typeof value === 'number') {
+    return `a bare number has no unit; write a duration such as '${value}s' or '${value}ms'`;
+  }
+  return `expected a duration such as '10s', got ${describeType(value)}`;
+}
+
+function nameSchema(kind: string) {
+  return z.string().regex(NAME_PATTERN, {
+    error: (issue) =>
+      `invalid ${kind} name '${String(issue.input)}'; use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+  });
+}
+
+const tableNameSchema = z.string().transform((value, context) => {
+  try {
+    return parseTableName(value);
+  } catch (error) {
+    if (!(error instanceof InvalidTableNameError)) {
+      throw error;
+    }
+    context.addIssue({ code: 'custom', message: error.message });
+    return z.NEVER;
+  }
+});
+
+/** The webhook URL. The message repeats it, because a URL that fails to parse is no secret. */
+const httpUrlSchema = z.string().refine(isHttpUrl, {
+  error: (issue) => `must be an http(s) URL, got '${String(issue.input)}'`,
+});
+
+function isHttpUrl(text: string): boolean {
+  if (!URL.canParse(text)) {
+    return false;
+  }
+  const url = new URL(text);
+  return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+}
+
+/**
+ * libpq connection URL or key=value string, returned as a URL. The message never
+ * repeats the value, because it may contain a password.
+ */
+const connectionSchema = z.string().transform((value, context) => {
+  try {
+    return normalizeConnectionString(value);
+  } catch (error) {
+    if (!(error instanceof InvalidConnectionStringError)) {
+      throw error;
+    }
+    context.addIssue({ code: 'custom', message: error.message });
+    return z.NEVER;
+  }
+});
+
+/**
+ * Extra request headers. Names must be HTTP tokens and unique regardless of case.
+ * Values must be strings, and messages never repeat them, because they often contain
+ * credentials.
+ */
+const headersSchema = z.unknown().transform((value, context): Record<string, string> => {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    context.addIssue({
+      code: 'custom',
+      message: `expected a mapping of header names to values, got ${describeType(value)}`,
+    });
+    return z.NEVER;
+  }
+
+  const seen = new Map<string, string>();
+  const result: Record<string, string> = {};
+  for (const [headerName, headerValue] of Object.entries(value)) {
+    const message = checkHeader(headerName, headerValue as unknown, seen);
+    if (!seen.has(headerName.toLowerCase())) {
+      seen.set(headerName.toLowerCase(), headerName);
+    }
+    if (message !== undefined) {
+      context.addIssue({ code: 'custom', message, path: [headerName] });
+      continue;
+    }
+    // defineProperty keeps a header named __proto__ an ordinary key.
+    Object.defineProperty(result, headerName, { value: headerValue, enumerable: true });
+  }
+  return result;
+});
+
+function checkHeader(
+  headerName: string,
+  headerValue: unknown,
+  seen: ReadonlyMap<string, string>,
+): string | undefined {
+  const lowerCaseName = headerName.toLowerCase();
+  if (!HEADER_NAME_PATTERN.test(headerName)) {
+    return 'invalid header name; use only letters, digits and !#$%&\'*+-.^_`|~';
+  }
+  if (FORBIDDEN_HEADERS.has(lowerCaseName)) {
+    return `walhook cannot send a ${headerName} header; remove it`;
+  }
+  const earlier = seen.get(lowerCaseName);
+  if (earlier !== undefined) {
+    return `duplicate header; '${earlier}' is the same header, because names ignore case`;
+  }
+  if (typeof headerValue !== 'string') {
+    return `expected a string value, got ${describeType(headerValue)}; put the value in quotes`;
+  }
+  if (INVALID_HEADER_VALUE_CHARACTER.test(headerValue)) {
+    return 'the value contains a line break, a control character or a character above U+00FF, which HTTP header values cannot contain';
+  }
+  return undefined;
+}
+
+const sourceSchema = z.strictObject({
+  /** libpq URL or key=value string, converted to a URL. Required, usually `${DATABASE_URL}`. */
+  connection: connectionSchema,
+  /** Logical replication slot, created if missing. Default `walhook`. */
+  slot: z
+    .string()
+    .regex(SLOT_PATTERN, {
+      error: (issue) =>
+        `invalid slot name '${String(issue.input)}'; use 1 to 63 lower-case letters, digits or '_'`,
+    })
+    .prefault('walhook'),
+  /** Publication to stream, created if missing. Default `walhook`. */
+  publication: z
+    .string()
+    .refine(isValidIdentifier, {
+      error: (issue) =>
+        `invalid publication name '${String(issue.input)}'; use 1 to ${MAX_IDENTIFIER_BYTES} bytes without the NUL character`,
+    })
+    .prefault('walhook'),
+  /** Logical decoding output plugin: `pgoutput` or `wal2json`. Default `pgoutput`. */
+  plugin: z.enum(PLUGINS).prefault('pgoutput'),
+});
+
+const retrySchema = z
+  .strictObject({
+    /** First backoff delay after a failed attempt. Default `1s`. */
+    initial_delay: durationSchema('1s'),
+    /** Cap on any single backoff delay; at least `initial_delay`. Default `5m`. */
+    max_delay: durationSchema('5m'),
+  })
+  .superRefine((retry, context) => {
+    if (retry.max_delay < retry.initial_delay) {
+      context.addIssue({
+        code: 'custom',
+        path: ['max_delay'],
+        message: `must be at least initial_delay (${formatDuration(retry.initial_delay)}), got ${formatDuration(retry.max_delay)}`,
+      });
+    }
+  });
+
+const webhookSchema = z.strictObject({
+  /** Unique name that triggers refer to. Required. */
+  name: nameSchema('webhook'),
+  /** http(s) URL that receives each event as a POST request. Required. */
+  url: httpUrlSchema,
+  /** Extra request headers, such as Authorization. Default none. */
+  headers: headersSchema.prefault({}),
+  /** Deadline for one delivery attempt. Default `10s`. */
+  timeout: durationSchema('10s'),
+  /** Backoff between attempts. Default `{ initial_delay: 1s, max_delay: 5m }`. */
+  retry: retrySchema.prefault({}),
+});
+
+const operationsSchema = z
+  .array(z.enum(OPERATIONS as readonly [Operation, ...Operation[]]))
+  .min(1, { error: 'list at least one operation, or remove the key to get all four' })
+  .superRefine(
+    (operations, context) => {
+      operations.forEach((operation, index) => {
+        if (operations.indexOf(operation) !== index) {
+          context.addIssue({ code: 'custom', path: [index], message: `duplicate operation '${operation}'` });
+        }
+      });
+    },
+    // Also run when another entry is not an operation, so both problems are reported.
+    { when: (payload) => Array.isArray(payload.value) },
+  )
+  .prefault([...OPERATIONS]);
+
+const triggerSchema = z.strictObject({
+  /** Unique trigger name, used in logs and events. Required. */
+  name: nameSchema('trigger'),
+  /** Table as `schema.table` or `table` (schema `public`), under SQL identifier rules. Required. */
+  table: tableNameSchema,
+  /** Operations that fire the trigger. Default all: insert, update, delete, truncate. */
+  operations: operationsSchema,
+  /** Name of the webhook that receives the events. Required. */
+  webhook: z.string(),
+});
+
+const logSchema = z.strictObject({
+  /** pino level: fatal, error, warn, info, debug, trace or silent. Default `info`. */
+  level: z.enum(LOG_LEVELS).prefault('info'),
+});
+
+export const configSchema = z.strictObject({
+  /** The PostgreSQL database to stream from. Required. */
+  source: sourceSchema,
+  /** Delivery targets. Required, at least one. */
+  webhooks: z.array(webhookSchema).min(1, { error: 'define at least one webhook' }),
+  /** Routes from table changes to webhooks. Required, at least one. */
+  triggers: z.array(triggerSchema).min(1, { error: 'define at least one trigger' }),
+  /** Logging settings. Default `{ level: info }`. */
+  log: logSchema.prefault({}),
+  /** How long shutdown waits for in-flight deliveries. Default `30s`. */
+  shutdown_timeout: durationSchema('30s'),
+});
+
+export type ParsedConfig = z.output<typeof configSchema>;
+
+/**
+ * Keys allowed in each mapping, by path with list indexes written as `[]`. Used to
+ * suggest a key when the file has an unknown one.
+ */
+const KNOWN_KEYS: ReadonlyMap<string, readonly string[]> = new Map([
+  ['', Object.keys(configSchema.shape)],
+  ['source', Object.keys(sourceSchema.shape)],
+  ['webhooks[]', Object.keys(webhookSchema.shape)],
+  ['webhooks[].retry', Object.keys(retrySchema.shape)],
+  ['triggers[]', Object.keys(triggerSchema.shape)],
+  ['log', Object.keys(logSchema.shape)],
+]);
+
+export function knownKeysAt(path: readonly (string | number)[]): readonly string[] {
+  const pattern = path
+    .map((segment) => (typeof segment === 'number' ? '[]' : `.${segment}`))
+    .join('')
+    .replace(/^\./, '');
+  return KNOWN_KEYS.get(pattern) ?? [];
+}
