@@ -25,7 +25,8 @@ program
   .description('stream changes from the replication slot to the configured webhooks')
   .requiredOption('-c, --config <file>', 'path to the YAML configuration file')
   .action(async (options: { config: string }) => {
-    process.exitCode = await runCommand(options.config);
+    // Exit explicitly: a library handle left open must not keep a stopped service alive.
+    process.exit(await runCommand(options.config));
   });
 
 program

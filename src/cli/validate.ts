@@ -1,6 +1,7 @@
 /** `walhook validate`: checks a configuration file, and with --connect the database. */
 import { loadConfig } from '../config/load.js';
 import { ConfigError } from '../core/errors.js';
+import { checkDatabase } from '../source/check.js';
 
 export async function validateCommand(configFile: string, options: { connect: boolean }): Promise<number> {
   let config;
@@ -13,10 +14,22 @@ export async function validateCommand(configFile: string, options: { connect: bo
     }
     throw err;
   }
-  if (options.connect) {
-    // TODO: database checks (wal_level, tables and keys, slot, publication, privileges).
-    void config;
+  if (!options.connect) {
+    process.stdout.write(`${configFile}: valid\n`);
+    return 0;
   }
-  process.stdout.write(`${configFile}: valid\n`);
+
+  const tables = config.triggers.map((trigger) => trigger.table);
+  const findings = await checkDatabase(config.source, tables);
+  for (const finding of findings) {
+    const stream = finding.level === 'error' ? process.stderr : process.stdout;
+    stream.write(`${finding.level}: ${finding.message}\n`);
+  }
+  const errors = findings.filter((finding) => finding.level === 'error').length;
+  if (errors > 0) {
+    process.stderr.write(`${configFile}: ${errors} database problem(s) found\n`);
+    return 1;
+  }
+  process.stdout.write(`${configFile}: valid, database ready\n`);
   return 0;
 }
