@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { WalhookConfig } from './config/types.js';
+import { WalhookError } from './core/errors.js';
 import { formatLsn } from './core/lsn.js';
 import { redactUrl } from './core/logger.js';
 import { Pipeline } from './pipeline/pipeline.js';
@@ -43,7 +44,10 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
   logger.info({ config: summarizeConfig(config) }, 'walhook starting');
   if (config.source.plugin !== 'pgoutput') {
     // NOTE: wal2json decoding is not built yet; the config accepts the name already.
-    throw new Error(`source.plugin '${config.source.plugin}' is not supported yet; use pgoutput`);
+    throw new WalhookError(
+      'WALHOOK_PLUGIN_UNSUPPORTED',
+      `source.plugin '${config.source.plugin}' is not supported yet; set source.plugin: pgoutput`,
+    );
   }
 
   const tables = uniqueTables(config);
