@@ -10,7 +10,9 @@ import { redactUrl } from './core/logger.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { ReplicationSource } from './source/replication-source.js';
 import { prepareSource } from './source/setup.js';
-import { WebhookSink } from './sinks/webhook/webhook-sink.js';
+import { DeliveryEngine } from './sinks/webhook/delivery-engine.js';
+import { DEFAULT_DELIVERY_OPTIONS, type DeliveryOptions } from './sinks/webhook/options.js';
+import type { WebhookConfig } from './config/types.js';
 
 /** Defaults for the in-flight budget that bounds memory while receivers are slow. */
 const DEFAULT_MAX_INFLIGHT_EVENTS = 10_000;
@@ -54,8 +56,10 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
   const setup = await prepareSource(config.source, tables, logger);
   logger.info({ slot: config.source.slot, lsn: formatLsn(setup.slot.confirmedFlushLsn) }, 'slot position read');
 
-  const sinks = new Map<string, WebhookSink>();
-  for (const webhook of config.webhooks) sinks.set(webhook.name, new WebhookSink(webhook, { logger }));
+  const sinks = new Map<string, DeliveryEngine>();
+  for (const webhook of config.webhooks) {
+    sinks.set(webhook.name, new DeliveryEngine(webhook, deliveryOptionsOf(webhook), { logger, deadLetters: null }));
+  }
 
   let source: ReplicationSource | null = null;
   const pipeline = new Pipeline(setup.slot.confirmedFlushLsn, {
@@ -108,4 +112,18 @@ function uniqueTables(config: WalhookConfig): { schema: string; name: string }[]
     seen.set(`${trigger.table.schema}\u0000${trigger.table.name}`, trigger.table);
   }
   return [...seen.values()];
+}
+
+/** Builds the engine settings of one webhook from its configuration. */
+function deliveryOptionsOf(webhook: WebhookConfig): DeliveryOptions {
+  return {
+    ...DEFAULT_DELIVERY_OPTIONS,
+    retry: {
+      ...DEFAULT_DELIVERY_OPTIONS.retry,
+      initialDelayMs: webhook.retry.initialDelayMs,
+      maxDelayMs: webhook.retry.maxDelayMs,
+      // NOTE: until dead letters are configured, every failure is retried without limit.
+      retryStatus: () => true,
+    },
+  };
 }

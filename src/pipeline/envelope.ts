@@ -31,10 +31,15 @@ export const PG_EPOCH_MS = 946_684_800_000;
  * UUID (version 8, name-based on SHA-256).
  */
 export function eventId(triggerName: string, change: RowChange): string {
-  const hash = createHash('sha256')
-    .update(`${triggerName}\u0000${formatLsn(change.transaction.commitLsn)}\u0000`)
-    .update(`${formatLsn(change.lsn)}\u0000${change.lsnOrdinal}\u0000${change.relation.oid}`)
-    .digest('hex');
+  return uuidFromText(
+    `${triggerName}\u0000${formatLsn(change.transaction.commitLsn)}\u0000` +
+      `${formatLsn(change.lsn)}\u0000${change.lsnOrdinal}\u0000${change.relation.oid}`,
+  );
+}
+
+/** Returns a UUID (version 8) made from the SHA-256 of `text`. */
+export function uuidFromText(text: string): string {
+  const hash = createHash('sha256').update(text).digest('hex');
   const variant = ((parseInt(hash.slice(16, 17), 16) & 0x3) | 0x8).toString(16);
   return `${hash.slice(0, 8)}-${hash.slice(8, 12)}-8${hash.slice(13, 16)}-${variant}${hash.slice(17, 20)}-${hash.slice(20, 32)}`;
 }

@@ -6,9 +6,10 @@
 import type { Logger } from 'pino';
 import type { TriggerConfig } from '../config/types.js';
 import { CheckpointTracker, type TransactionHandle } from '../core/checkpoint.js';
-import { type Lsn } from '../core/lsn.js';
+import { type Lsn, formatLsn } from '../core/lsn.js';
 import type { DecodedMessage } from '../source/messages.js';
-import type { WebhookSink } from '../sinks/webhook/webhook-sink.js';
+import type { DeliveryItem } from '../sinks/webhook/delivery-engine.js';
+import { UNCHANGED_TOAST } from '../source/messages.js';
 import type { RowChange, TransactionInfo } from './change.js';
 import { buildEnvelope, envelopeBody } from './envelope.js';
 import { Router } from './router.js';
@@ -20,9 +21,14 @@ export interface PipelineLimits {
   readonly maxInflightBytes: number;
 }
 
+/** What the pipeline needs of a webhook's delivery engine. */
+export interface DeliverySink {
+  enqueue(item: DeliveryItem): void;
+}
+
 export interface PipelineDeps {
   readonly logger: Logger;
-  readonly sinks: ReadonlyMap<string, WebhookSink>;
+  readonly sinks: ReadonlyMap<string, DeliverySink>;
   readonly triggers: readonly TriggerConfig[];
   readonly limits: PipelineLimits;
   /** Called when the confirmed position moves, so the source can report it. */
@@ -178,14 +184,22 @@ export class Pipeline {
     if (sink === undefined) throw new Error(`trigger ${trigger.name}: no sink for webhook ${trigger.webhook}`);
     const envelope = buildEnvelope(trigger.name, change);
     const bytes = envelopeBody(envelope, null, 0).length;
+    const table = { schema: change.relation.schema, name: change.relation.name };
+    const tableKey = JSON.stringify([table.schema, table.name]);
     this.tracker.addPending(handle);
     this.#inflightEvents += 1;
     this.#inflightBytes += bytes;
     sink.enqueue({
       envelope,
       triggerName: trigger.name,
+      rowKey: rowKeyOf(change) ?? tableKey,
+      tableKey,
+      barrier: change.op === 'TRUNCATE',
       bytes,
-      onDelivered: () => this.#delivered(handle, bytes),
+      table,
+      op: change.op,
+      lsn: formatLsn(change.lsn),
+      onDone: () => this.#delivered(handle, bytes),
     });
     this.#checkBudget();
   }
@@ -213,4 +227,23 @@ export class Pipeline {
       this.#deps.onBackpressure(false);
     }
   }
+}
+
+/**
+ * Returns the ordering key of a row change: its table and replica identity key values,
+ * from the new row for inserts and updates and from the old row for deletes. Returns
+ * undefined when the relation has no key columns, so the caller orders by table.
+ */
+function rowKeyOf(change: RowChange): string | undefined {
+  if (change.op === 'TRUNCATE') return undefined;
+  // NOTE: an update that changes the key is ordered under its new key, so it may
+  // overtake a still pending event of the old key.
+  const tuple = change.op === 'DELETE' ? change.oldTuple : change.newTuple;
+  const parts: unknown[] = [change.relation.schema, change.relation.name];
+  change.relation.columns.forEach((column, index) => {
+    if (!column.isKey) return;
+    const value = tuple[index];
+    parts.push(value === UNCHANGED_TOAST ? null : (value ?? null));
+  });
+  return parts.length > 2 ? JSON.stringify(parts) : undefined;
 }

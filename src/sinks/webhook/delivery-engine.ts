@@ -1,0 +1,547 @@
+/**
+ * Delivers events to one webhook: in parallel across ordering keys, one unit of work
+ * at a time per key, with a rate limit, a circuit breaker, retries with backoff, and
+ * a failure policy (dead letter or block). An event counts as done only after a 2xx
+ * answer or a durable dead-letter write; only then does the checkpoint hear of it.
+ */
+import Bottleneck from 'bottleneck';
+import type { Logger } from 'pino';
+import { Webhook } from 'standardwebhooks';
+import { Pool } from 'undici';
+import { nextDelayMs, parseRetryAfterMs, sleep } from '../../core/retry.js';
+import { type Envelope, envelopeBody, uuidFromText } from '../../pipeline/envelope.js';
+import { CircuitBreaker } from './circuit-breaker.js';
+import { KeyedQueue } from './keyed-queue.js';
+import type { DeliveryOptions } from './options.js';
+
+export type DeliveryOutcome = 'delivered' | 'dead_lettered';
+
+/** One event for one trigger, as the pipeline hands it to the engine. */
+export interface DeliveryItem {
+  readonly envelope: Envelope;
+  readonly triggerName: string;
+  /** Ordering key under `ordering: row`: the table plus the replica identity key values. */
+  readonly rowKey: string;
+  /** Ordering key under `ordering: table`. */
+  readonly tableKey: string;
+  /**
+   * Orders the event against everything else of the webhook: events before it finish
+   * first, and events after it wait until it is done. Used for TRUNCATE.
+   */
+  readonly barrier: boolean;
+  /** Size of the untransformed body in bytes. */
+  readonly bytes: number;
+  readonly table: { readonly schema: string; readonly name: string } | null;
+  readonly op: string;
+  readonly lsn: string;
+  /** Renders the body for the attempt with `currentRetry` earlier attempts; default the envelope. */
+  readonly render?: (currentRetry: number, maxRetries: number | null) => string | Promise<string>;
+  /** Request URL for this event when the webhook URL has placeholders. */
+  readonly url?: string;
+  /** Called once, when the event was delivered or durably dead-lettered. */
+  readonly onDone: (outcome: DeliveryOutcome) => void;
+}
+
+/** A failed event as the dead-letter store records it. */
+export interface DeadLetterRecord {
+  readonly eventId: string;
+  readonly trigger: string;
+  readonly webhook: string;
+  readonly table: { readonly schema: string; readonly name: string } | null;
+  readonly op: string;
+  readonly lsn: string;
+  readonly envelope: string;
+  readonly attempts: number;
+  readonly lastStatus: number | null;
+  readonly lastError: string | null;
+  readonly reason: string;
+  readonly firstAttemptAt: Date;
+  readonly lastAttemptAt: Date;
+}
+
+export interface DeadLetterWriter {
+  /** Resolves once the record is durable. */
+  write(record: DeadLetterRecord): Promise<void>;
+}
+
+/** Hooks for metrics; every method is optional. */
+export interface DeliveryObserver {
+  attempt?(event: { webhook: string; events: number; status: number | null; ok: boolean; durationMs: number }): void;
+  done?(item: DeliveryItem, outcome: DeliveryOutcome): void;
+  breakerOpened?(webhook: string): void;
+  blocked?(webhook: string, blocked: boolean): void;
+}
+
+export interface AttemptResult {
+  readonly ok: boolean;
+  readonly status: number | null;
+  readonly error: string | null;
+  readonly retryAfterMs: number | undefined;
+}
+
+export interface DeliveryEngineDeps {
+  readonly logger: Logger;
+  readonly deadLetters: DeadLetterWriter | null;
+  readonly observer?: DeliveryObserver;
+  readonly random?: () => number;
+  readonly now?: () => number;
+}
+
+export interface WebhookTarget {
+  readonly name: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly timeoutMs: number;
+}
+
+interface Segment {
+  readonly queue: KeyedQueue<DeliveryItem>;
+  readonly barrier: boolean;
+  active: number;
+}
+
+interface Unit {
+  readonly segment: Segment;
+  readonly keys: string[];
+  readonly items: DeliveryItem[];
+}
+
+/** How often a blocked webhook repeats its warning. */
+const BLOCKED_LOG_INTERVAL_MS = 60_000;
+/** Delay between attempts to write a dead letter while the database is unreachable. */
+const DEAD_LETTER_RETRY = { initialDelayMs: 500, maxDelayMs: 30_000 };
+
+export class DeliveryEngine {
+  readonly name: string;
+  readonly #target: WebhookTarget;
+  readonly #options: DeliveryOptions;
+  readonly #deps: DeliveryEngineDeps;
+  readonly #logger: Logger;
+  readonly #pools = new Map<string, Pool>();
+  readonly #limiter: Bottleneck;
+  readonly #breaker: CircuitBreaker | null;
+  readonly #signer: Webhook | null;
+  readonly #random: () => number;
+  readonly #now: () => number;
+  readonly #segments: Segment[] = [];
+  readonly #stopWaiting = new AbortController();
+  readonly #units = new Set<Promise<void>>();
+  #queuedEvents = 0;
+  #queuedBytes = 0;
+  #batchOpenedAt = 0;
+  #flushTimer: NodeJS.Timeout | undefined;
+  #blockedUnits = 0;
+  #closing = false;
+  #sequence = 0;
+
+  constructor(target: WebhookTarget, options: DeliveryOptions, deps: DeliveryEngineDeps) {
+    this.name = target.name;
+    this.#target = target;
+    this.#options = options;
+    this.#deps = deps;
+    this.#logger = deps.logger.child({ webhook: target.name });
+    this.#random = deps.random ?? Math.random;
+    this.#now = deps.now ?? Date.now;
+    this.#limiter = new Bottleneck(limiterSettings(options));
+    this.#breaker =
+      options.circuitBreaker === null
+        ? null
+        : new CircuitBreaker(options.circuitBreaker.failures, options.circuitBreaker.coolDownMs);
+    this.#signer = options.signingSecret === null ? null : new Webhook(options.signingSecret);
+  }
+
+  /** Events queued and not yet taken for delivery. */
+  get queued(): number {
+    return this.#queuedEvents;
+  }
+
+  /** True while a failing event holds the whole webhook under `on_failure: block`. */
+  get blocked(): boolean {
+    return this.#blockedUnits > 0;
+  }
+
+  enqueue(item: DeliveryItem): void {
+    if (this.#closing) throw new Error(`webhook ${this.name}: enqueue after close`);
+    if (this.#queuedEvents === 0) this.#batchOpenedAt = this.#now();
+    this.#queuedEvents += 1;
+    this.#queuedBytes += item.bytes;
+
+    const last = this.#segments[this.#segments.length - 1];
+    if (item.barrier) {
+      const segment: Segment = { queue: new KeyedQueue(), barrier: true, active: 0 };
+      segment.queue.push('', item);
+      this.#segments.push(segment);
+    } else if (last === undefined || last.barrier) {
+      const segment: Segment = { queue: new KeyedQueue(), barrier: false, active: 0 };
+      segment.queue.push(this.#keyOf(item), item);
+      this.#segments.push(segment);
+    } else {
+      last.queue.push(this.#keyOf(item), item);
+    }
+    this.#pump();
+  }
+
+  /**
+   * Stops taking events and waits up to `deadlineMs` for requests in progress. Events
+   * not done stay unconfirmed, so the slot resends them after the next start.
+   */
+  async close(deadlineMs: number): Promise<void> {
+    this.#closing = true;
+    clearTimeout(this.#flushTimer);
+    this.#stopWaiting.abort(new Error('delivery engine closing'));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, deadlineMs);
+    });
+    await Promise.race([Promise.allSettled([...this.#units]), deadline]);
+    clearTimeout(timer);
+    await this.#limiter.stop({ dropWaitingJobs: true }).catch(() => undefined);
+    await Promise.all([...this.#pools.values()].map((pool) => pool.destroy().catch(() => undefined)));
+  }
+
+  #keyOf(item: DeliveryItem): string {
+    switch (this.#options.ordering) {
+      case 'row':
+        return item.rowKey;
+      case 'table':
+        return item.tableKey;
+      case 'strict':
+        return '';
+      case 'none':
+        this.#sequence += 1;
+        return String(this.#sequence);
+    }
+  }
+
+  #pump(): void {
+    while (!this.#closing) {
+      // Under `block`, a failing event holds the webhook until it succeeds.
+      if (this.#blockedUnits > 0) return;
+      const segment = this.#segments[0];
+      if (segment === undefined) return;
+      if (segment.queue.size === 0) {
+        if (segment.active > 0 || this.#segments.length === 1) return;
+        this.#segments.shift();
+        continue;
+      }
+      if (segment.barrier && segment.active > 0) return;
+      const unit = this.#takeUnit(segment);
+      if (unit === undefined) return;
+      this.#start(unit);
+    }
+  }
+
+  #takeUnit(segment: Segment): Unit | undefined {
+    const batch = this.#options.batch;
+    if (batch === null || segment.barrier) {
+      const taken = segment.queue.take(1);
+      return taken === undefined ? undefined : { segment, keys: [taken.key], items: taken.items };
+    }
+
+    const full = this.#queuedEvents >= batch.maxEvents || this.#queuedBytes >= batch.maxBytes;
+    const waitedMs = this.#now() - this.#batchOpenedAt;
+    if (!full && waitedMs < batch.maxWaitMs) {
+      this.#scheduleFlush(batch.maxWaitMs - waitedMs);
+      return undefined;
+    }
+
+    const keys: string[] = [];
+    const items: DeliveryItem[] = [];
+    let bytes = 0;
+    while (items.length < batch.maxEvents) {
+      const taken = segment.queue.take(batch.maxEvents - items.length, batch.maxBytes - bytes, (item) => item.bytes);
+      if (taken === undefined) break;
+      const first = taken.items[0]!;
+      if (items.length > 0 && bytes + first.bytes > batch.maxBytes) {
+        // The key's next event does not fit: give it back and send what we have.
+        segment.queue.unshift(taken.key, taken.items);
+        segment.queue.release(taken.key);
+        break;
+      }
+      keys.push(taken.key);
+      for (const item of taken.items) {
+        items.push(item);
+        bytes += item.bytes;
+      }
+    }
+    if (items.length === 0) return undefined;
+    this.#batchOpenedAt = this.#now();
+    return { segment, keys, items };
+  }
+
+  #scheduleFlush(delayMs: number): void {
+    if (this.#flushTimer !== undefined) return;
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      this.#pump();
+    }, Math.max(1, delayMs));
+  }
+
+  #start(unit: Unit): void {
+    unit.segment.active += 1;
+    for (const item of unit.items) {
+      this.#queuedEvents -= 1;
+      this.#queuedBytes -= item.bytes;
+    }
+    const running = this.#run(unit.items).finally(() => {
+      this.#units.delete(running);
+      unit.segment.active -= 1;
+      if (this.#closing) return;
+      for (const key of unit.keys) unit.segment.queue.release(key);
+      this.#pump();
+    });
+    this.#units.add(running);
+  }
+
+  /** Delivers the items as one request (a batch when more than one) until done or closing. */
+  async #run(items: DeliveryItem[]): Promise<void> {
+    const firstAttemptAt = new Date(this.#now());
+    const single = items.length === 1 ? items[0]! : null;
+    if (single !== null && single.bytes > this.#options.maxBodyBytes) {
+      await this.#fail(items, {
+        reason: `event of ${single.bytes} bytes is larger than max_body_bytes (${this.#options.maxBodyBytes})`,
+        attempts: 0,
+        status: null,
+        error: null,
+        firstAttemptAt,
+      });
+      return;
+    }
+
+    let blockedSince: number | null = null;
+    let lastBlockedLog = 0;
+    const maxAttempts = this.#options.retry.maxAttempts;
+    const maxRetries = maxAttempts === null ? null : maxAttempts - 1;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (this.#closing) return;
+        if (!(await this.#waitForBreaker())) return;
+
+        const { id, body } = await this.#render(items, attempt, maxRetries);
+        const url = items[0]!.url ?? this.#target.url;
+        const started = this.#now();
+        const result = await this.#limiter.schedule(() => this.attempt(url, id, body));
+        const durationMs = this.#now() - started;
+        this.#deps.observer?.attempt?.({
+          webhook: this.name,
+          events: items.length,
+          status: result.status,
+          ok: result.ok,
+          durationMs,
+        });
+
+        if (result.ok) {
+          this.#breaker?.recordSuccess();
+          this.#logger.debug({ eventId: id, events: items.length, status: result.status, attempt: attempt + 1, durationMs }, 'delivered');
+          this.#finish(items, 'delivered');
+          return;
+        }
+        if (this.#breaker?.recordFailure(this.#now()) === true) {
+          this.#logger.warn({ coolDownMs: this.#options.circuitBreaker?.coolDownMs }, 'circuit breaker opened, pausing deliveries');
+          this.#deps.observer?.breakerOpened?.(this.name);
+        }
+
+        if (result.status === 413 && items.length > 1) {
+          this.#logger.warn({ eventId: id, events: items.length }, 'receiver rejected the batch as too large (413), splitting it');
+          const half = Math.ceil(items.length / 2);
+          await this.#run(items.slice(0, half));
+          await this.#run(items.slice(half));
+          return;
+        }
+
+        const retryable = result.status === null || this.#options.retry.retryStatus(result.status);
+        const exhausted = maxAttempts !== null && attempt + 1 >= maxAttempts;
+        if (this.#options.onFailure === 'dead_letter' && (!retryable || exhausted)) {
+          await this.#fail(items, {
+            reason: retryable ? `gave up after ${attempt + 1} attempts` : `permanent status ${result.status}`,
+            attempts: attempt + 1,
+            status: result.status,
+            error: result.error,
+            firstAttemptAt,
+          });
+          return;
+        }
+        if (this.#options.onFailure === 'block' && (!retryable || exhausted) && blockedSince === null) {
+          blockedSince = this.#now();
+          this.#blockedUnits += 1;
+          this.#deps.observer?.blocked?.(this.name, true);
+        }
+
+        const delayMs = nextDelayMs(this.#options.retry, attempt, result.retryAfterMs, this.#random);
+        const fields = {
+          trigger: items[0]!.triggerName,
+          eventId: id,
+          events: items.length,
+          status: result.status,
+          err: result.error,
+          attempt: attempt + 1,
+          durationMs,
+          nextDelayMs: delayMs,
+        };
+        if (blockedSince !== null && this.#now() - lastBlockedLog >= BLOCKED_LOG_INTERVAL_MS) {
+          lastBlockedLog = this.#now();
+          this.#logger.error(
+            { ...fields, blockedForMs: this.#now() - blockedSince },
+            'webhook blocked: an event keeps failing and on_failure is block, so its queue and the slot wait',
+          );
+        } else {
+          this.#logger.warn(fields, 'delivery attempt failed, will retry');
+        }
+        try {
+          await sleep(delayMs, this.#stopWaiting.signal);
+        } catch {
+          return;
+        }
+      }
+    } finally {
+      if (blockedSince !== null) {
+        this.#blockedUnits -= 1;
+        this.#deps.observer?.blocked?.(this.name, this.#blockedUnits > 0);
+      }
+    }
+  }
+
+  async #waitForBreaker(): Promise<boolean> {
+    if (this.#breaker === null) return true;
+    for (;;) {
+      const waitMs = this.#breaker.tryAcquire(this.#now());
+      if (waitMs <= 0) return true;
+      try {
+        await sleep(waitMs, this.#stopWaiting.signal);
+      } catch {
+        return false;
+      }
+    }
+  }
+
+  async #render(items: DeliveryItem[], attempt: number, maxRetries: number | null): Promise<{ id: string; body: string }> {
+    const bodies: string[] = [];
+    for (const item of items) {
+      bodies.push(item.render === undefined ? envelopeBody(item.envelope, maxRetries, attempt) : await item.render(attempt, maxRetries));
+    }
+    if (items.length === 1 && this.#options.batch === null) return { id: items[0]!.envelope.id, body: bodies[0]! };
+    return { id: batchId(items), body: `{"events":[${bodies.join(',')}]}` };
+  }
+
+  #finish(items: readonly DeliveryItem[], outcome: DeliveryOutcome): void {
+    for (const item of items) {
+      this.#deps.observer?.done?.(item, outcome);
+      item.onDone(outcome);
+    }
+  }
+
+  async #fail(
+    items: readonly DeliveryItem[],
+    failure: { reason: string; attempts: number; status: number | null; error: string | null; firstAttemptAt: Date },
+  ): Promise<void> {
+    const writer = this.#deps.deadLetters;
+    for (const item of items) {
+      const record: DeadLetterRecord = {
+        eventId: item.envelope.id,
+        trigger: item.triggerName,
+        webhook: this.name,
+        table: item.table,
+        op: item.op,
+        lsn: item.lsn,
+        envelope: envelopeBody(item.envelope, null, Math.max(0, failure.attempts - 1)),
+        attempts: failure.attempts,
+        lastStatus: failure.status,
+        lastError: failure.error,
+        reason: failure.reason,
+        firstAttemptAt: failure.firstAttemptAt,
+        lastAttemptAt: new Date(this.#now()),
+      };
+      this.#logger.error(
+        { trigger: item.triggerName, eventId: item.envelope.id, status: failure.status, err: failure.error, reason: failure.reason },
+        'delivery failed for good, writing a dead letter',
+      );
+      if (writer === null) throw new Error(`webhook ${this.name}: no dead-letter store configured`);
+      for (let retry = 0; ; retry++) {
+        try {
+          await writer.write(record);
+          break;
+        } catch (err) {
+          const delayMs = nextDelayMs(DEAD_LETTER_RETRY, retry, undefined, this.#random);
+          this.#logger.error({ err, eventId: item.envelope.id, nextDelayMs: delayMs }, 'writing a dead letter failed, will retry');
+          try {
+            await sleep(delayMs, this.#stopWaiting.signal);
+          } catch {
+            return;
+          }
+        }
+      }
+      this.#deps.observer?.done?.(item, 'dead_lettered');
+      item.onDone('dead_lettered');
+    }
+  }
+
+  #pool(url: URL): Pool {
+    let pool = this.#pools.get(url.origin);
+    if (pool === undefined) {
+      pool = new Pool(url.origin, { connections: this.#options.concurrency, pipelining: 1 });
+      this.#pools.set(url.origin, pool);
+    }
+    return pool;
+  }
+
+  /** Sends one POST and classifies the answer; never throws. */
+  async attempt(urlText: string, id: string, body: string): Promise<AttemptResult> {
+    const timeout = AbortSignal.timeout(this.#target.timeoutMs);
+    try {
+      const url = new URL(urlText);
+      const timestamp = Math.floor(this.#now() / 1000);
+      const headers: Record<string, string> = {
+        ...this.#target.headers,
+        'content-type': 'application/json',
+        'webhook-id': id,
+        'webhook-timestamp': String(timestamp),
+      };
+      if (this.#signer !== null) headers['webhook-signature'] = this.#signer.sign(id, new Date(timestamp * 1000), body);
+      const response = await this.#pool(url).request({
+        method: 'POST',
+        path: `${url.pathname}${url.search}`,
+        headers,
+        body,
+        signal: timeout,
+        headersTimeout: this.#target.timeoutMs,
+        bodyTimeout: this.#target.timeoutMs,
+      });
+      // The body must be read to free the connection; its content is not used.
+      await response.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+      const status = response.statusCode;
+      if (status >= 200 && status < 300) return { ok: true, status, error: null, retryAfterMs: undefined };
+      const header = response.headers['retry-after'];
+      const retryAfterMs = parseRetryAfterMs(Array.isArray(header) ? header[0] : header, this.#now());
+      return { ok: false, status, error: null, retryAfterMs };
+    } catch (err) {
+      const error = timeout.aborted
+        ? `timed out after ${this.#target.timeoutMs} ms`
+        : err instanceof Error
+          ? `${(err as { code?: string }).code ?? err.name}: ${err.message}`
+          : String(err);
+      return { ok: false, status: null, error, retryAfterMs: undefined };
+    }
+  }
+}
+
+function limiterSettings(options: DeliveryOptions): Bottleneck.ConstructorOptions {
+  const settings: Bottleneck.ConstructorOptions = { maxConcurrent: options.concurrency };
+  const rate = options.rateLimit;
+  if (rate === null) return settings;
+  // A token bucket: `burst` tokens at most, refilled at `perSecond`. Bottleneck adds
+  // whole tokens per interval, so the interval is the time of one token (at least 10 ms).
+  const intervalMs = Math.max(10, Math.floor(1000 / rate.perSecond));
+  const amount = Math.max(1, Math.round((rate.perSecond * intervalMs) / 1000));
+  return {
+    ...settings,
+    reservoir: rate.burst,
+    reservoirIncreaseInterval: intervalMs,
+    reservoirIncreaseAmount: amount,
+    reservoirIncreaseMaximum: rate.burst,
+  };
+}
+
+/** Returns an id for a batch, the same for the same events. */
+function batchId(items: readonly DeliveryItem[]): string {
+  return uuidFromText(items.map((item) => item.envelope.id).join('\u0000'));
+}
