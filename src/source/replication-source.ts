@@ -206,11 +206,23 @@ export class ReplicationSource {
       options: {},
       name: 'pgoutput',
       parse: (buffer: Buffer): DecodedMessage => decoder.decode(buffer),
-      start: (client: Client, slot: string, lsn: string): Promise<unknown> =>
-        client.query(
+      start: (client: Client, slot: string, lsn: string): Promise<unknown> => {
+        client.on('notice', (notice: NoticeMessage) => {
+          if (handlerError !== null) return;
+          if (isSkippedPublicationNotice(notice, this.#config.publication)) {
+            // The notice arrives before any later message of the stream, so stopping
+            // here confirms nothing past the changes that the server skipped.
+            handlerError = slotPredatesPublication(this.#config);
+            void this.#stopService();
+            return;
+          }
+          this.#logger.warn({ severity: notice.severity, code: notice.code }, `server notice: ${notice.message}`);
+        });
+        return client.query(
           `START_REPLICATION SLOT ${quoteIdentifier(slot)} LOGICAL ${lsn} ` +
             `(proto_version '1', publication_names ${quoteLiteral(quoteIdentifier(this.#config.publication))})`,
-        ),
+        );
+      },
     };
 
     const startLsn = this.#deps.confirmedLsn();
@@ -233,6 +245,26 @@ export class ReplicationSource {
       this.#logger.debug({ err }, 'closing the replication client failed');
     });
   }
+}
+
+/** The fields of a NoticeResponse that pg passes to 'notice' listeners. */
+interface NoticeMessage {
+  readonly severity?: string;
+  readonly code?: string;
+  readonly message?: string;
+}
+
+/**
+ * Recognizes the WARNING 'skipped loading publication "NAME"' (SQLSTATE 55000), which
+ * pgoutput sends from PostgreSQL 18 on (seen with 18.4) when the publication did not
+ * exist yet at a decoded change. PostgreSQL 15 (seen with 15.18) raises the ERROR
+ * 'publication "NAME" does not exist' instead, which classifyStreamError handles. Either
+ * way the slot predates its publication, and PostgreSQL 18 would go on without the
+ * skipped changes. The message is matched by the quoted publication name because the
+ * rest of the text may be translated.
+ */
+function isSkippedPublicationNotice(notice: NoticeMessage, publication: string): boolean {
+  return notice.code === '55000' && (notice.message ?? '').includes(`"${publication}"`);
 }
 
 /** Maps errors that retrying cannot fix to a SourceStateError; returns null for retryable ones. */

@@ -73,7 +73,7 @@ test('configured changes arrive exactly once and the slot catches up', async (t)
   await waitFor(
     async () => {
       const slot = await slotState(postgres, 'walhook');
-      return slot !== undefined && compareLsn(slot.confirmedFlushLsn, endOfWrites) >= 0;
+      return slot !== undefined && slot.confirmedFlushLsn !== null && compareLsn(slot.confirmedFlushLsn, endOfWrites) >= 0;
     },
     { timeoutMs: 20_000, message: 'slot confirmed position did not reach the end of the writes' },
   );
@@ -124,7 +124,7 @@ test('kill -9 during a receiver outage loses nothing', async (t) => {
   await first.waitForLog((entry) => entry.msg === 'delivery attempt failed, will retry', { timeoutMs: 10_000 });
 
   const during = await slotState(postgres, 'walhook');
-  assert.ok(during !== undefined);
+  assert.ok(during?.confirmedFlushLsn && before.confirmedFlushLsn);
   assert.equal(
     compareLsn(during.confirmedFlushLsn, before.confirmedFlushLsn),
     0,
@@ -150,7 +150,7 @@ test('kill -9 during a receiver outage loses nothing', async (t) => {
   await waitFor(
     async () => {
       const slot = await slotState(postgres, 'walhook');
-      return slot !== undefined && compareLsn(slot.confirmedFlushLsn, afterWrites) >= 0;
+      return slot !== undefined && slot.confirmedFlushLsn !== null && compareLsn(slot.confirmedFlushLsn, afterWrites) >= 0;
     },
     { timeoutMs: 20_000, message: 'slot did not pass the outage writes after delivery' },
   );
