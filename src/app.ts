@@ -4,10 +4,14 @@
  */
 import type { Logger } from 'pino';
 import type { WalhookConfig } from './config/types.js';
-import { WalhookError } from './core/errors.js';
 import { formatLsn } from './core/lsn.js';
 import { redactUrl } from './core/logger.js';
+import pg from 'pg';
+import type { EncodeFallback, EncodeOptions } from './pipeline/json-values.js';
+import { TypeRegistry } from './pipeline/pg-types.js';
+import { parseUrlTemplate, type UrlTemplate } from './filters/index.js';
 import { Pipeline } from './pipeline/pipeline.js';
+import { sessionOptions } from './source/session-settings.js';
 import { ReplicationSource } from './source/replication-source.js';
 import { prepareSource } from './source/setup.js';
 import { DeliveryEngine } from './sinks/webhook/delivery-engine.js';
@@ -44,17 +48,22 @@ export function summarizeConfig(config: WalhookConfig): Record<string, unknown> 
 
 export async function startWalhook(config: WalhookConfig, logger: Logger): Promise<RunningWalhook> {
   logger.info({ config: summarizeConfig(config) }, 'walhook starting');
-  if (config.source.plugin !== 'pgoutput') {
-    // NOTE: wal2json decoding is not built yet; the config accepts the name already.
-    throw new WalhookError(
-      'WALHOOK_PLUGIN_UNSUPPORTED',
-      `source.plugin '${config.source.plugin}' is not supported yet; set source.plugin: pgoutput`,
-    );
-  }
 
   const tables = uniqueTables(config);
-  const setup = await prepareSource(config.source, tables, logger);
+  const setup = await prepareSource(config.source, tables, logger, config.triggers);
   logger.info({ slot: config.source.slot, lsn: formatLsn(setup.slot.confirmedFlushLsn) }, 'slot position read');
+
+  // Catalog reads for column types run on a small pool of their own.
+  const catalog = new pg.Pool({
+    connectionString: config.source.connection,
+    options: sessionOptions(),
+    application_name: 'walhook',
+    max: 2,
+  });
+  catalog.on('error', (err) => logger.warn({ err }, 'catalog connection failed'));
+  const types = new TypeRegistry(async (sql, params) => (await catalog.query(sql, params as unknown[])).rows);
+  await types.loadTables(tables);
+  const encodeOptions = encodeOptionsFactory(config, types, logger);
 
   const sinks = new Map<string, DeliveryEngine>();
   for (const webhook of config.webhooks) {
@@ -69,6 +78,13 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
     limits: { maxInflightEvents: DEFAULT_MAX_INFLIGHT_EVENTS, maxInflightBytes: DEFAULT_MAX_INFLIGHT_BYTES },
     onConfirmedAdvance: () => source?.confirmedAdvanced(),
     onBackpressure: (paused) => source?.setPaused(paused),
+    types,
+    encodeOptions,
+    urlTemplates: urlTemplatesOf(config),
+    onFatal: (err) => {
+      logger.fatal({ err }, 'processing held replication messages failed');
+      void close();
+    },
   });
 
   // Status updates must reach the server well within wal_sender_timeout, also while
@@ -81,6 +97,7 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
     logger,
     confirmedLsn: () => pipeline.tracker.confirmedLsn,
     statusIntervalMs,
+    tables,
     handlers: {
       onMessage: (lsn, message) => pipeline.handle(lsn, message),
       onKeepalive: (walEnd) => {
@@ -92,17 +109,19 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
 
   const done = source.run();
   let closing: Promise<void> | null = null;
-  const close = (): Promise<void> => {
+  function close(): Promise<void> {
     closing ??= (async () => {
       logger.info({ inflightEvents: pipeline.inflightEvents }, 'walhook stopping');
       source?.setPaused(true);
       await Promise.all([...sinks.values()].map((sink) => sink.close(config.shutdownTimeoutMs)));
       await source?.close();
       await done.catch(() => undefined);
+      pipeline.close();
+      await catalog.end().catch(() => undefined);
       logger.info({ lsn: formatLsn(pipeline.tracker.confirmedLsn) }, 'walhook stopped');
     })();
     return closing;
-  };
+  }
   return { done, close };
 }
 
@@ -126,4 +145,40 @@ function deliveryOptionsOf(webhook: WebhookConfig): DeliveryOptions {
       retryStatus: () => true,
     },
   };
+}
+
+/**
+ * Returns the value rendering options per webhook. Values walhook cannot render as
+ * to_jsonb does are logged once per type and reason, because the gap repeats per row.
+ */
+function encodeOptionsFactory(
+  config: WalhookConfig,
+  types: TypeRegistry,
+  logger: Logger,
+): (webhook: string) => EncodeOptions {
+  const reported = new Set<string>();
+  const onFallback = (fallback: EncodeFallback): void => {
+    const key = `${fallback.typeOid}/${fallback.reason}`;
+    if (reported.has(key)) return;
+    reported.add(key);
+    logger.warn(
+      { typeOid: fallback.typeOid, reason: fallback.reason, err: fallback.error },
+      'value delivered as its text output because it cannot be rendered as to_jsonb does',
+    );
+  };
+  const byWebhook = new Map<string, EncodeOptions>();
+  for (const webhook of config.webhooks) {
+    byWebhook.set(webhook.name, { types, onFallback, stringifyNumeric: webhook.stringifyNumeric ?? false });
+  }
+  return (webhook) => byWebhook.get(webhook) ?? { types, onFallback };
+}
+
+/** Returns the parsed URL of each webhook whose URL has `{{ }}` placeholders. */
+function urlTemplatesOf(config: WalhookConfig): Map<string, UrlTemplate> {
+  const templates = new Map<string, UrlTemplate>();
+  for (const webhook of config.webhooks) {
+    if (!webhook.url.includes('{{')) continue;
+    templates.set(webhook.name, parseUrlTemplate(webhook.url));
+  }
+  return templates;
 }

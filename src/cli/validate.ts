@@ -20,7 +20,7 @@ export async function validateCommand(configFile: string, options: { connect: bo
   }
 
   const tables = config.triggers.map((trigger) => trigger.table);
-  const findings = await checkDatabase(config.source, tables);
+  const findings = await checkDatabase(config.source, tables, config.triggers);
   for (const finding of findings) {
     const stream = finding.level === 'error' ? process.stderr : process.stdout;
     stream.write(`${finding.level}: ${finding.message}\n`);

@@ -1,18 +1,20 @@
 /**
  * Reading and validation of the walhook configuration file.
  *
- * The steps are: parse YAML, substitute `${VAR}` references in string values, check
- * the structure with zod, check names across entries, then rename keys to camelCase
- * and freeze. Every problem from every step is reported in one ConfigError.
+ * The steps are: parse YAML, substitute `${VAR}` references in string values, keep the
+ * source digits of numbers in `where:` conditions, check the structure with zod, check
+ * names across entries, then rename keys to camelCase and freeze. Every problem from every step is reported in one ConfigError.
  */
 
 import { readFileSync } from 'node:fs';
 
 import { ConfigError } from '../core/errors.js';
+import { keepWhereNumberText } from './exact-numbers.js';
 import { problemsFromIssues } from './issues.js';
 import { formatPath, type Problem, toConfigProblem } from './problems.js';
 import { checkReferences } from './references.js';
 import { configSchema, type ParsedConfig } from './schema.js';
+import { normalizeTriggerFilters } from './trigger-filters.js';
 import { OPERATIONS, type WalhookConfig } from './types.js';
 import { substituteVariables } from './variables.js';
 import { readYamlDocument, sortByPosition } from './yaml-document.js';
@@ -50,7 +52,8 @@ export function parseConfig(text: string, options: ParseOptions): WalhookConfig 
   }
 
   const substituted = substituteVariables(read.tree, options.env);
-  const parsed = configSchema.safeParse(substituted.value, { reportInput: true });
+  const withExactNumbers = keepWhereNumberText(substituted.value, read.document);
+  const parsed = configSchema.safeParse(withExactNumbers, { reportInput: true });
   const schemaProblems = parsed.success ? [] : problemsFromIssues(parsed.error.issues);
   const referenceProblems = checkReferences(substituted.value);
 
@@ -78,6 +81,7 @@ function normalize(parsed: ParsedConfig): WalhookConfig {
       slot: parsed.source.slot,
       publication: parsed.source.publication,
       plugin: parsed.source.plugin,
+      maxLagBytes: parsed.source.max_lag_bytes,
     },
     webhooks: parsed.webhooks.map((webhook) => ({
       name: webhook.name,
@@ -95,7 +99,16 @@ function normalize(parsed: ParsedConfig): WalhookConfig {
       // Listed in the canonical order, whatever the order in the file.
       operations: OPERATIONS.filter((operation) => trigger.operations.includes(operation)),
       webhook: trigger.webhook,
+      ...normalizeTriggerFilters(trigger),
     })),
+    deadLetters: { schema: parsed.dead_letters.schema },
+    server: {
+      enabled: parsed.server.enabled,
+      host: parsed.server.host,
+      port: parsed.server.port,
+      adminToken: parsed.server.admin_token || null,
+    },
+    leader: { pollIntervalMs: parsed.leader.poll_interval },
     log: { level: parsed.log.level },
     shutdownTimeoutMs: parsed.shutdown_timeout,
   };

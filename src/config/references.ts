@@ -1,13 +1,15 @@
 /**
- * Checks that span entries: unique webhook and trigger names, and triggers that name
- * a defined webhook.
+ * Checks that span entries: unique webhook and trigger names, triggers that name
+ * a defined webhook, and trigger tables outside the dead-letter schema.
  *
  * They read the substituted tree before the schema accepts it, so that these problems
  * appear together with structural ones. Entries whose name is not a string are skipped,
  * because the schema already reports them.
  */
 
+import { formatTableName, InvalidTableNameError, parseTableName } from './identifier.js';
 import { type Problem, suggestClosest } from './problems.js';
+import { DEFAULT_DEAD_LETTER_SCHEMA } from './schema.js';
 
 interface NamedEntry {
   readonly index: number;
@@ -26,7 +28,49 @@ export function checkReferences(tree: unknown): Problem[] {
     ...findDuplicateNames('webhooks', 'webhook', webhooks),
     ...findDuplicateNames('triggers', 'trigger', triggers),
     ...findUnknownWebhooks(root['triggers'], webhooks),
+    ...findTablesInDeadLetterSchema(root['triggers'], root['dead_letters']),
   ];
+}
+
+/**
+ * Rejects triggers on tables in the dead-letter schema. That schema belongs to
+ * walhook, and streaming the dead-letter table would turn each failed delivery into
+ * a new event.
+ */
+function findTablesInDeadLetterSchema(triggers: unknown, deadLetters: unknown): Problem[] {
+  if (!Array.isArray(triggers)) {
+    return [];
+  }
+  const deadLetterSchema = readDeadLetterSchema(deadLetters);
+  if (deadLetterSchema === undefined) {
+    return [];
+  }
+
+  const problems: Problem[] = [];
+  triggers.forEach((trigger: unknown, index) => {
+    const text = asRecord(trigger)?.['table'];
+    if (typeof text !== 'string') {
+      return;
+    }
+    let table;
+    try {
+      table = parseTableName(text);
+    } catch (error) {
+      if (error instanceof InvalidTableNameError) {
+        return;
+      }
+      throw error;
+    }
+    if (table.schema === deadLetterSchema) {
+      problems.push({
+        path: ['triggers', index, 'table'],
+        message:
+          `table ${formatTableName(table)} is in the dead-letter schema '${deadLetterSchema}', which belongs to walhook; ` +
+          'choose a table in another schema, or set dead_letters.schema to a schema without streamed tables',
+      });
+    }
+  });
+  return problems;
 }
 
 function findDuplicateNames(section: string, kind: string, entries: readonly NamedEntry[]): Problem[] {
@@ -65,6 +109,22 @@ function findUnknownWebhooks(triggers: unknown, webhooks: readonly NamedEntry[])
     });
   });
   return problems;
+}
+
+/** Returns `dead_letters.schema` or its default, or undefined when the value is invalid. */
+function readDeadLetterSchema(deadLetters: unknown): string | undefined {
+  if (deadLetters === undefined) {
+    return DEFAULT_DEAD_LETTER_SCHEMA;
+  }
+  const section = asRecord(deadLetters);
+  if (section === undefined) {
+    return undefined;
+  }
+  const schema = section['schema'];
+  if (schema === undefined) {
+    return DEFAULT_DEAD_LETTER_SCHEMA;
+  }
+  return typeof schema === 'string' ? schema : undefined;
 }
 
 function describeUnknownWebhook(webhook: string, webhookNames: readonly string[]): string {

@@ -8,10 +8,18 @@
 
 import * as z from 'zod';
 
+import { InvalidByteSizeError, parseByteSize } from './byte-size.js';
 import { InvalidConnectionStringError, normalizeConnectionString } from './connection.js';
 import { InvalidDurationError, formatDuration, parseDuration } from './duration.js';
 import { InvalidTableNameError, MAX_IDENTIFIER_BYTES, parseTableName } from './identifier.js';
 import { describeType } from './problems.js';
+import {
+  checkColumnsNeedUpdate,
+  payloadSchema,
+  transformSchema,
+  triggerFilterShape,
+  webhookUrlSchema,
+} from './trigger-filters.js';
 import { OPERATIONS, type Operation } from './types.js';
 
 /**
@@ -25,6 +33,9 @@ const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** PostgreSQL's own rule for replication slot names. */
 const SLOT_PATTERN = /^[a-z0-9_]{1,63}$/;
+
+/** Schema of the dead-letter table when the file does not set `dead_letters.schema`. */
+export const DEFAULT_DEAD_LETTER_SCHEMA = 'walhook';
 
 
 /**
@@ -120,19 +131,6 @@ const tableNameSchema = z.string().transform((value, context) => {
   }
 });
 
-/** The webhook URL. The message repeats it, because a URL that fails to parse is no secret. */
-const httpUrlSchema = z.string().refine(isHttpUrl, {
-  error: (issue) => `must be an http(s) URL, got '${String(issue.input)}'`,
-});
-
-function isHttpUrl(text: string): boolean {
-  if (!URL.canParse(text)) {
-    return false;
-  }
-  const url = new URL(text);
-  return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
-}
-
 /**
  * libpq connection URL or key=value string, returned as a URL. The message never
  * repeats the value, because it may contain a password.
@@ -226,6 +224,8 @@ const sourceSchema = z.strictObject({
     .prefault('walhook'),
   /** Logical decoding output plugin: `pgoutput` or `wal2json`. Default `pgoutput`. */
   plugin: z.enum(PLUGINS).prefault('pgoutput'),
+  /** WAL the slot may retain before walhook warns, in bytes or as `512MiB`. Default `1GiB`. */
+  max_lag_bytes: byteSizeSchema('1GiB'),
 });
 
 const retrySchema = z
@@ -248,8 +248,8 @@ const retrySchema = z
 const webhookSchema = z.strictObject({
   /** Unique name that triggers refer to. Required. */
   name: nameSchema('webhook'),
-  /** http(s) URL that receives each event as a POST request. Required. */
-  url: httpUrlSchema,
+  /** http(s) URL that receives each event as a POST request; may contain `{{ path }}` placeholders. Required. */
+  url: webhookUrlSchema,
   /** Extra request headers, such as Authorization. Default none. */
   headers: headersSchema.prefault({}),
   /** Deadline for one delivery attempt. Default `10s`. */
@@ -283,6 +283,104 @@ const triggerSchema = z.strictObject({
   operations: operationsSchema,
   /** Name of the webhook that receives the events. Required. */
   webhook: z.string(),
+  ...triggerFilterShape,
+}).superRefine(checkColumnsNeedUpdate, {
+  // Also run when other keys are invalid, so that this problem is reported with theirs.
+  when: (payload) => typeof payload.value === 'object' && payload.value !== null,
+});
+
+const deadLettersSchema = z.strictObject({
+  /**
+   * Schema of the `dead_letters` table, created at start if missing. Used as written,
+   * without case folding. Default `walhook`.
+   */
+  schema: z
+    .string()
+    .refine(isValidIdentifier, {
+      error: (issue) =>
+        `invalid schema name '${String(issue.input)}'; use 1 to ${MAX_IDENTIFIER_BYTES} bytes without the NUL character`,
+      abort: true,
+    })
+    .refine((name) => !name.startsWith('pg_'), {
+      error: (issue) =>
+        `invalid schema name '${String(issue.input)}'; PostgreSQL reserves names that start with 'pg_' for system schemas`,
+    })
+    .prefault(DEFAULT_DEAD_LETTER_SCHEMA),
+});
+
+/** Returns a schema that parses a byte size (`1GiB` or a number of bytes) to a bigint above 0. */
+function byteSizeSchema(defaultText: string) {
+  return z
+    .unknown()
+    .transform((value, context): bigint => {
+      if (typeof value !== 'string' && typeof value !== 'number') {
+        context.addIssue({
+          code: 'custom',
+          message: `expected a size such as '1GiB' or a number of bytes, got ${describeType(value)}`,
+        });
+        return z.NEVER;
+      }
+      let bytes: bigint;
+      try {
+        bytes = parseByteSize(value);
+      } catch (error) {
+        if (!(error instanceof InvalidByteSizeError)) {
+          throw error;
+        }
+        context.addIssue({ code: 'custom', message: error.message });
+        return z.NEVER;
+      }
+      if (bytes === 0n) {
+        context.addIssue({ code: 'custom', message: 'must be greater than 0' });
+        return z.NEVER;
+      }
+      return bytes;
+    })
+    .prefault(defaultText);
+}
+
+/** A TCP port from 0 to 65535, as a number or a string of digits such as `${PORT}`. */
+const portSchema = z.unknown().transform((value, context): number => {
+  const port = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    context.addIssue({
+      code: 'custom',
+      message: `expected a port number from 0 to 65535, got ${typeof port === 'number' ? port : describeType(value)}`,
+    });
+    return z.NEVER;
+  }
+  return port;
+});
+
+/** Minimum length of `server.admin_token`, so that it cannot be guessed. */
+const MIN_ADMIN_TOKEN_LENGTH = 16;
+
+const serverSchema = z.strictObject({
+  /** Whether walhook serves /healthz, /readyz and /metrics. Default `true`. */
+  enabled: z.boolean().prefault(true),
+  /** Address to bind. Default `0.0.0.0`, every IPv4 interface. */
+  host: z.string().min(1, { error: 'must not be empty' }).prefault('0.0.0.0'),
+  /** TCP port; 0 picks a free port. Default `8080`. */
+  port: portSchema.prefault(8080),
+  /**
+   * Token that enables the admin actions of the status page. Optional, usually
+   * `${WALHOOK_ADMIN_TOKEN:-}`; an empty value means none. Messages never repeat it.
+   */
+  admin_token: z
+    .string()
+    .refine((token) => token === '' || token.length >= MIN_ADMIN_TOKEN_LENGTH, {
+      error: `must be empty or at least ${MIN_ADMIN_TOKEN_LENGTH} characters long; generate one with 'openssl rand -hex 32'`,
+    })
+    .optional(),
+});
+
+const leaderSchema = z.strictObject({
+  /**
+   * How often a standby tries the leader lock and the leader checks its lock session.
+   * A standby takes over about one interval after the leader's process ends, and about
+   * 3 intervals plus 1 s after a network loss. Default `2s`.
+   */
+  poll_interval: durationSchema('2s'),
 });
 
 const logSchema = z.strictObject({
@@ -297,6 +395,12 @@ export const configSchema = z.strictObject({
   webhooks: z.array(webhookSchema).min(1, { error: 'define at least one webhook' }),
   /** Routes from table changes to webhooks. Required, at least one. */
   triggers: z.array(triggerSchema).min(1, { error: 'define at least one trigger' }),
+  /** Dead-letter table settings. Default `{ schema: walhook }`. */
+  dead_letters: deadLettersSchema.prefault({}),
+  /** Operations HTTP server. Default `{ enabled: true, host: 0.0.0.0, port: 8080 }`. */
+  server: serverSchema.prefault({}),
+  /** Leader election between replicas that share this file. Default `{ poll_interval: 2s }`. */
+  leader: leaderSchema.prefault({}),
   /** Logging settings. Default `{ level: info }`. */
   log: logSchema.prefault({}),
   /** How long shutdown waits for in-flight deliveries. Default `30s`. */
@@ -315,6 +419,11 @@ const KNOWN_KEYS: ReadonlyMap<string, readonly string[]> = new Map([
   ['webhooks[]', Object.keys(webhookSchema.shape)],
   ['webhooks[].retry', Object.keys(retrySchema.shape)],
   ['triggers[]', Object.keys(triggerSchema.shape)],
+  ['triggers[].payload', Object.keys(payloadSchema.shape)],
+  ['triggers[].transform', Object.keys(transformSchema.shape)],
+  ['dead_letters', Object.keys(deadLettersSchema.shape)],
+  ['server', Object.keys(serverSchema.shape)],
+  ['leader', Object.keys(leaderSchema.shape)],
   ['log', Object.keys(logSchema.shape)],
 ]);
 

@@ -4,6 +4,8 @@
  * builds these objects, and it freezes them.
  */
 
+import type { WhereCondition } from '../filters/where-condition.js';
+
 export type Operation = 'insert' | 'update' | 'delete' | 'truncate';
 
 export const OPERATIONS: readonly Operation[] = ['insert', 'update', 'delete', 'truncate'];
@@ -28,6 +30,8 @@ export interface SourceConfig {
   readonly publication: string;
   /** Logical decoding output plugin. Default `pgoutput`. */
   readonly plugin: PluginName;
+  /** WAL the slot may retain before walhook warns, in bytes. Default 1 GiB. */
+  readonly maxLagBytes: bigint;
 }
 
 export interface RetryConfig {
@@ -39,22 +43,60 @@ export interface RetryConfig {
 
 export interface WebhookConfig {
   readonly name: string;
-  /** http(s) URL the envelope is POSTed to. */
+  /**
+   * http(s) URL the envelope is POSTed to. It may contain `{{ path }}` placeholders,
+   * which the loader checks and src/filters/url-template.ts fills per event.
+   */
   readonly url: string;
   /** Extra request headers; values may hold secrets and are never logged. */
   readonly headers: Readonly<Record<string, string>>;
   /** Deadline for one attempt, connect to last body byte. Default 10 s. */
   readonly timeoutMs: number;
   readonly retry: RetryConfig;
+  /** Render int8, numeric, float4 and float8 as JSON strings. Default false. */
+  readonly stringifyNumeric?: boolean;
 }
 
-export interface TriggerConfig {
+export interface TriggerConfig extends TriggerFilterConfig {
   readonly name: string;
   readonly table: TableName;
   /** Operations that fire the trigger. Default: all four. */
   readonly operations: readonly Operation[];
   /** Name of an entry in `webhooks`. */
   readonly webhook: string;
+}
+
+/** Optional trigger keys that filter and shape events, evaluated by src/filters. A key absent from the file is absent here. */
+export interface TriggerFilterConfig {
+  /** Update events fire only when one of these columns changed. Needs REPLICA IDENTITY FULL. */
+  readonly columns?: readonly string[];
+  /** Row condition on `new` (insert, update) or `old` (delete), parsed and checked. */
+  readonly where?: WhereCondition;
+  /** Columns delivered in the envelope's `old` and `new`. */
+  readonly payload?: { readonly columns: readonly string[] };
+  /** JSONata expression that builds the request body from the envelope, checked to parse. */
+  readonly transform?: { readonly body: string };
+}
+
+export interface DeadLettersConfig {
+  /** Schema of the `dead_letters` table, used as written. Default `walhook`. */
+  readonly schema: string;
+}
+
+export interface ServerConfig {
+  /** Whether walhook serves /healthz, /readyz and /metrics. Default true. */
+  readonly enabled: boolean;
+  /** Address to bind. Default `0.0.0.0`. */
+  readonly host: string;
+  /** TCP port; 0 picks a free one. Default 8080. */
+  readonly port: number;
+  /** Token that enables the admin actions of the status page; null when unset. Never logged. */
+  readonly adminToken: string | null;
+}
+
+export interface LeaderConfig {
+  /** Interval of lock attempts on standbys and of lock session checks on the leader. Default 2 s. */
+  readonly pollIntervalMs: number;
 }
 
 export interface LogConfig {
@@ -66,6 +108,9 @@ export interface WalhookConfig {
   readonly source: SourceConfig;
   readonly webhooks: readonly WebhookConfig[];
   readonly triggers: readonly TriggerConfig[];
+  readonly deadLetters: DeadLettersConfig;
+  readonly server: ServerConfig;
+  readonly leader: LeaderConfig;
   readonly log: LogConfig;
   /** How long SIGTERM waits for in-flight deliveries. Default 30 s. */
   readonly shutdownTimeoutMs: number;

@@ -38,6 +38,7 @@ export type RowChange =
     })
   | (ChangeBase & {
       readonly op: 'TRUNCATE';
-      readonly cascade: boolean;
-      readonly restartIdentity: boolean;
+      /** TRUNCATE options; null when the plugin does not report them (wal2json). */
+      readonly cascade: boolean | null;
+      readonly restartIdentity: boolean | null;
     });

@@ -12,7 +12,8 @@ import { formatLsn } from '../core/lsn.js';
 import type { ColumnValue, RelationInfo } from '../source/messages.js';
 import { UNCHANGED_TOAST } from '../source/messages.js';
 import type { RowChange } from './change.js';
-import { encodeValue } from './json-values.js';
+import type { ColumnProjection } from '../filters/projection.js';
+import { type EncodeOptions, encodeValue } from './json-values.js';
 
 export interface Envelope {
   readonly id: string;
@@ -58,44 +59,56 @@ interface RowJson {
   readonly unchangedColumns: readonly string[];
 }
 
-function encodeRow(relation: RelationInfo, tuple: readonly ColumnValue[], keyOnly: boolean): RowJson {
+/** Rendering settings of one trigger and webhook. */
+export interface EnvelopeOptions extends EncodeOptions {
+  /** Columns to keep (`payload.columns`); null or absent keeps all. */
+  readonly projection?: ColumnProjection | null;
+}
+
+function encodeRow(
+  relation: RelationInfo,
+  tuple: readonly ColumnValue[],
+  keyOnly: boolean,
+  options: EnvelopeOptions,
+): RowJson {
   const parts: string[] = [];
   const unchanged: string[] = [];
   const count = Math.min(tuple.length, relation.columns.length);
   for (let i = 0; i < count; i++) {
     const column = relation.columns[i]!;
     if (keyOnly && !column.isKey) continue;
+    if (options.projection?.keep[i] === false) continue;
     const value = tuple[i];
     if (value === UNCHANGED_TOAST) {
       unchanged.push(column.name);
       continue;
     }
-    const json = value === null || value === undefined ? 'null' : encodeValue(column.typeOid, value);
+    const json = value === null || value === undefined ? 'null' : encodeValue(column.typeOid, value, options);
     parts.push(`${JSON.stringify(column.name)}:${json}`);
   }
   return { json: `{${parts.join(',')}}`, unchangedColumns: unchanged };
 }
 
-function eventJson(change: RowChange): string {
+function eventJson(change: RowChange, options: EnvelopeOptions): string {
   let oldJson = 'null';
   let newJson = 'null';
   const extras: string[] = [];
   switch (change.op) {
     case 'INSERT':
-      newJson = encodeRow(change.relation, change.newTuple, false).json;
+      newJson = encodeRow(change.relation, change.newTuple, false, options).json;
       break;
     case 'UPDATE': {
-      const row = encodeRow(change.relation, change.newTuple, false);
+      const row = encodeRow(change.relation, change.newTuple, false, options);
       newJson = row.json;
       if (row.unchangedColumns.length > 0) extras.push(`"unchanged_columns":${JSON.stringify(row.unchangedColumns)}`);
       if (change.oldTuple !== null && change.oldKind !== null) {
-        oldJson = encodeRow(change.relation, change.oldTuple, change.oldKind === 'key').json;
+        oldJson = encodeRow(change.relation, change.oldTuple, change.oldKind === 'key', options).json;
         extras.push(`"old_row":"${change.oldKind}"`);
       }
       break;
     }
     case 'DELETE':
-      oldJson = encodeRow(change.relation, change.oldTuple, change.oldKind === 'key').json;
+      oldJson = encodeRow(change.relation, change.oldTuple, change.oldKind === 'key', options).json;
       extras.push(`"old_row":"${change.oldKind}"`);
       break;
     case 'TRUNCATE':
@@ -110,13 +123,13 @@ function eventJson(change: RowChange): string {
   return `{"op":"${change.op}","data":{"old":${oldJson},"new":${newJson}},"session_variables":null${extraText}}`;
 }
 
-export function buildEnvelope(triggerName: string, change: RowChange): Envelope {
+export function buildEnvelope(triggerName: string, change: RowChange, options: EnvelopeOptions = {}): Envelope {
   const id = eventId(triggerName, change);
   const head =
     `{"id":"${id}","created_at":"${formatCommitTime(change.transaction.commitTimeMicros)}",` +
     `"trigger":{"name":${JSON.stringify(triggerName)}},` +
     `"table":{"schema":${JSON.stringify(change.relation.schema)},"name":${JSON.stringify(change.relation.name)}},` +
-    `"event":${eventJson(change)},"delivery_info":`;
+    `"event":${eventJson(change, options)},"delivery_info":`;
   const tail = `,"lsn":"${formatLsn(change.lsn)}","xid":${change.transaction.xid}}`;
   return { id, head, tail };
 }

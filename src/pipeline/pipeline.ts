@@ -11,7 +11,11 @@ import type { DecodedMessage } from '../source/messages.js';
 import type { DeliveryItem } from '../sinks/webhook/delivery-engine.js';
 import { UNCHANGED_TOAST } from '../source/messages.js';
 import type { RowChange, TransactionInfo } from './change.js';
-import { buildEnvelope, envelopeBody } from './envelope.js';
+import { PG_EPOCH_MS, buildEnvelope, envelopeBody } from './envelope.js';
+import type { EncodeOptions } from './json-values.js';
+import { TriggerFilter, baseTypesFrom, renderUrl, type UrlTemplate } from '../filters/index.js';
+import type { TypeRegistry } from './pg-types.js';
+import { sleep } from '../core/retry.js';
 import { Router } from './router.js';
 
 export interface PipelineLimits {
@@ -35,6 +39,14 @@ export interface PipelineDeps {
   readonly onConfirmedAdvance: () => void;
   /** Called with true to stop reading from the socket and false to resume. */
   readonly onBackpressure: (paused: boolean) => void;
+  /** Types of the columns; user types are loaded when a Relation message names them. */
+  readonly types?: TypeRegistry;
+  /** Value rendering per webhook name, such as `stringify_numeric`. */
+  readonly encodeOptions?: (webhook: string) => EncodeOptions;
+  /** Webhook URLs with `{{ }}` placeholders, by webhook name. */
+  readonly urlTemplates?: ReadonlyMap<string, UrlTemplate>;
+  /** Receives errors thrown while replaying held messages; the caller stops streaming. */
+  readonly onFatal?: (err: unknown) => void;
 }
 
 interface OpenTransaction {
@@ -50,17 +62,28 @@ export class Pipeline {
   readonly tracker: CheckpointTracker;
   readonly #deps: PipelineDeps;
   readonly #router: Router;
+  readonly #filters = new Map<string, TriggerFilter>();
   #open: OpenTransaction | null = null;
   /** Highest commit LSN received; transactions at or below it are resends. */
   #lastCommitLsn: Lsn;
   #inflightEvents = 0;
   #inflightBytes = 0;
+  #budgetFull = false;
   #paused = false;
+  /** Messages held while the types of a Relation message load; null when not loading. */
+  #backlog: [Lsn, DecodedMessage][] | null = null;
+  /** Bumped on connection loss so a type load in progress drops its stale backlog. */
+  #generation = 0;
+  #closed = false;
 
   constructor(startLsn: Lsn, deps: PipelineDeps) {
     this.tracker = new CheckpointTracker(startLsn);
     this.#deps = deps;
     this.#router = new Router(deps.triggers);
+    const baseTypeOf = deps.types === undefined ? undefined : baseTypesFrom(deps.types);
+    for (const trigger of deps.triggers) {
+      this.#filters.set(trigger.name, new TriggerFilter(trigger, { logger: deps.logger, baseTypeOf }));
+    }
     this.#lastCommitLsn = startLsn;
   }
 
@@ -74,6 +97,26 @@ export class Pipeline {
 
   /** Handles one decoded message; `lsn` is the WAL position the server sent with it. */
   handle(lsn: Lsn, message: DecodedMessage): void {
+    if (this.#backlog !== null) {
+      this.#backlog.push([lsn, message]);
+      return;
+    }
+    if (message.tag === 'relation' || message.tag === 'type') {
+      const oids = message.tag === 'type' ? [message.oid] : message.relation.columns.map((c) => c.typeOid);
+      // A Type message means the type may have changed (ALTER TYPE), so reload it.
+      const missing = message.tag === 'type' ? oids : (this.#deps.types?.unknownOids(oids) ?? []);
+      if (this.#deps.types !== undefined && missing.length > 0) this.#loadTypes(missing);
+      return;
+    }
+    this.#apply(lsn, message);
+  }
+
+  /** Stops type loading retries; called on shutdown. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  #apply(lsn: Lsn, message: DecodedMessage): void {
     switch (message.tag) {
       case 'begin':
         this.#begin(message.xid, message.finalLsn, message.commitTime);
@@ -127,12 +170,18 @@ export class Pipeline {
 
   /** Takes the server position from a keepalive; returns true when the slot may follow it. */
   observeServerPosition(walEnd: Lsn): boolean {
-    if (this.#open !== null) return false;
+    if (this.#open !== null || this.#backlog !== null) return false;
     return this.tracker.observeServerPosition(walEnd);
   }
 
   /** Forgets a transaction cut off by a lost connection; the server will resend it. */
   connectionLost(): void {
+    if (this.#backlog !== null) {
+      // The server resends these messages after the reconnect.
+      this.#backlog = null;
+      this.#generation += 1;
+      this.#updatePause();
+    }
     if (this.#open === null) return;
     if (!this.#open.skip) this.tracker.abandonOpen();
     this.#open = null;
@@ -176,16 +225,25 @@ export class Pipeline {
     }
     const change = build({ transaction: open.info, relation, lsn, lsnOrdinal: open.lsnOrdinal });
     const triggers = this.#router.match(relation.schema, relation.name, change.op);
-    for (const trigger of triggers) this.#dispatch(open.handle, trigger, change);
+    for (const trigger of triggers) {
+      const filter = this.#filters.get(trigger.name);
+      if (filter !== undefined && !filter.accepts(change)) continue;
+      this.#dispatch(open.handle, trigger, change, filter);
+    }
   }
 
-  #dispatch(handle: TransactionHandle, trigger: TriggerConfig, change: RowChange): void {
+  #dispatch(handle: TransactionHandle, trigger: TriggerConfig, change: RowChange, filter: TriggerFilter | undefined): void {
     const sink = this.#deps.sinks.get(trigger.webhook);
     if (sink === undefined) throw new Error(`trigger ${trigger.name}: no sink for webhook ${trigger.webhook}`);
-    const envelope = buildEnvelope(trigger.name, change);
+    const envelope = buildEnvelope(trigger.name, change, {
+      ...this.#deps.encodeOptions?.(trigger.webhook),
+      projection: filter?.projection(change.relation) ?? null,
+    });
     const bytes = envelopeBody(envelope, null, 0).length;
     const table = { schema: change.relation.schema, name: change.relation.name };
     const tableKey = JSON.stringify([table.schema, table.name]);
+    const transform = filter?.bodyTransform ?? null;
+    const urlTemplate = this.#deps.urlTemplates?.get(trigger.webhook);
     this.tracker.addPending(handle);
     this.#inflightEvents += 1;
     this.#inflightBytes += bytes;
@@ -199,6 +257,14 @@ export class Pipeline {
       table,
       op: change.op,
       lsn: formatLsn(change.lsn),
+      commitTimeMs: Number(change.transaction.commitTimeMicros / 1000n) + PG_EPOCH_MS,
+      ...(transform === null
+        ? {}
+        : {
+            render: (currentRetry: number, maxRetries: number | null) =>
+              transform.renderBody(envelopeBody(envelope, maxRetries, currentRetry)),
+          }),
+      ...(urlTemplate === undefined ? {} : { resolveUrl: () => renderUrl(urlTemplate, envelopeBody(envelope, null, 0)) }),
       onDone: () => this.#delivered(handle, bytes),
     });
     this.#checkBudget();
@@ -213,19 +279,64 @@ export class Pipeline {
 
   #checkBudget(): void {
     const { maxInflightEvents, maxInflightBytes } = this.#deps.limits;
-    if (!this.#paused) {
+    if (!this.#budgetFull) {
       if (this.#inflightEvents >= maxInflightEvents || this.#inflightBytes >= maxInflightBytes) {
-        this.#paused = true;
+        this.#budgetFull = true;
         this.#deps.logger.debug(
           { inflightEvents: this.#inflightEvents, inflightBytes: this.#inflightBytes },
           'in-flight budget full, pausing replication reads',
         );
-        this.#deps.onBackpressure(true);
+        this.#updatePause();
       }
     } else if (this.#inflightEvents <= maxInflightEvents / 2 && this.#inflightBytes <= maxInflightBytes / 2) {
-      this.#paused = false;
-      this.#deps.onBackpressure(false);
+      this.#budgetFull = false;
+      this.#updatePause();
     }
+  }
+
+  #updatePause(): void {
+    const paused = this.#budgetFull || this.#backlog !== null;
+    if (paused === this.#paused) return;
+    this.#paused = paused;
+    this.#deps.onBackpressure(paused);
+  }
+
+  /**
+   * Loads column types the registry does not know yet. Messages that arrive meanwhile
+   * wait in the backlog, in order, and reading from the socket pauses.
+   */
+  #loadTypes(oids: number[]): void {
+    const types = this.#deps.types!;
+    const generation = this.#generation;
+    this.#backlog = [];
+    this.#updatePause();
+    void (async () => {
+      for (let retry = 0; ; retry++) {
+        try {
+          await types.load(oids);
+          break;
+        } catch (err) {
+          if (this.#closed) return;
+          const delayMs = Math.min(30_000, 500 * 2 ** retry);
+          this.#deps.logger.warn({ err, oids, nextDelayMs: delayMs }, 'loading column types failed, will retry');
+          await sleep(delayMs);
+        }
+      }
+      if (generation !== this.#generation || this.#backlog === null) return;
+      const backlog = this.#backlog;
+      this.#backlog = null;
+      for (let index = 0; index < backlog.length; index++) {
+        const [lsn, message] = backlog[index]!;
+        this.handle(lsn, message);
+        const next = this.#backlog as [Lsn, DecodedMessage][] | null;
+        if (next !== null) {
+          // Another Relation message needs a load: keep the rest behind it, in order.
+          next.push(...backlog.slice(index + 1));
+          return;
+        }
+      }
+      this.#updatePause();
+    })().catch((err: unknown) => this.#deps.onFatal?.(err));
   }
 }
 

@@ -3,7 +3,8 @@
  * error (start would fail) or a note (start works, but the operator should know).
  */
 import type pg from 'pg';
-import type { SourceConfig, TableName } from '../config/types.js';
+import type { SourceConfig, TableName, TriggerConfig } from '../config/types.js';
+import { checkTriggerFilters } from './filter-check.js';
 import { openClient } from './setup.js';
 
 export interface Finding {
@@ -11,7 +12,12 @@ export interface Finding {
   readonly message: string;
 }
 
-export async function checkDatabase(config: SourceConfig, tables: readonly TableName[]): Promise<Finding[]> {
+/** `triggers` adds the checks of their filter settings (filter-check.ts). */
+export async function checkDatabase(
+  config: SourceConfig,
+  tables: readonly TableName[],
+  triggers: readonly TriggerConfig[] = [],
+): Promise<Finding[]> {
   const client = openClient(config.connection);
   try {
     await client.connect();
@@ -23,6 +29,7 @@ export async function checkDatabase(config: SourceConfig, tables: readonly Table
     await checkWalLevel(client, findings);
     await checkRole(client, findings);
     await checkTables(client, tables, findings);
+    await checkTriggerFilters(client, triggers, findings);
     await checkPublication(client, config, tables, findings);
     await checkSlot(client, config, findings);
     return findings;

@@ -5,9 +5,10 @@
  */
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { SourceConfig, TableName } from '../config/types.js';
+import type { SourceConfig, TableName, TriggerConfig } from '../config/types.js';
 import { SourceStateError } from '../core/errors.js';
 import { type Lsn, parseLsn } from '../core/lsn.js';
+import { requireFullIdentity } from './filter-check.js';
 import { sessionOptions } from './session-settings.js';
 import { qualifiedName, quoteIdentifier } from './sql.js';
 
@@ -34,17 +35,22 @@ export function openClient(connection: string): pg.Client {
   return new pg.Client({ connectionString: connection, options: sessionOptions(), application_name: 'walhook' });
 }
 
-/** Runs the start checks, creates missing objects and returns the slot position. */
+/**
+ * Runs the start checks, creates missing objects and returns the slot position.
+ * `triggers` adds the REPLICA IDENTITY FULL check for triggers with `columns`.
+ */
 export async function prepareSource(
   config: SourceConfig,
   tables: readonly TableName[],
   logger: Logger,
+  triggers: readonly TriggerConfig[] = [],
 ): Promise<SetupResult> {
   const client = openClient(config.connection);
   await client.connect();
   try {
     await checkWalLevel(client);
     await checkTablesExist(client, tables);
+    await requireFullIdentity(client, triggers);
     const slotBefore = await readSlot(client, config.slot);
     await ensurePublication(client, config, tables, logger, slotBefore !== null);
     const slot = await ensureSlot(client, config, slotBefore, logger);
@@ -109,7 +115,10 @@ async function ensurePublication(
   );
   const existing = rows[0];
   if (existing === undefined) {
-    if (slotExists) {
+    // wal2json reads no publication, so only pgoutput needs it to predate the slot.
+    // walhook creates it for wal2json too: then PostgreSQL rejects updates and deletes
+    // on tables without a replica identity, which wal2json would skip with a warning.
+    if (slotExists && config.plugin === 'pgoutput') {
       throw new SourceStateError(
         'WALHOOK_SLOT_BEFORE_PUBLICATION',
         `replication slot '${config.slot}' exists but publication '${config.publication}' does not, and a ` +
@@ -147,10 +156,14 @@ async function ensureSlot(
   logger: Logger,
 ): Promise<SlotState> {
   if (existing === null) {
-    const { rows } = await client.query<{ lsn: string }>(
-      'SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, $2)',
-      [config.slot, config.plugin],
-    );
+    const { rows } = await client
+      .query<{ lsn: string }>('SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, $2)', [
+        config.slot,
+        config.plugin,
+      ])
+      .catch((err: unknown) => {
+        throw pluginNotLoadable(err, config.plugin) ?? err;
+      });
     const lsn = rows[0]?.lsn ?? '0/0';
     logger.info({ slot: config.slot, plugin: config.plugin, lsn }, 'replication slot created');
     return { confirmedFlushLsn: parseLsn(lsn), created: true };
@@ -201,6 +214,33 @@ export function slotLost(slot: string): SourceStateError {
       'changes since its last confirmed position cannot be recovered. Resynchronize the receivers from the ' +
       `tables, then drop the slot (SELECT pg_drop_replication_slot('${slot}')) and start walhook to create a new one`,
   );
+}
+
+/**
+ * Maps the errors of a server that cannot load the output plugin (SQLSTATE 58P01, no
+ * such file), or whose wal2json rejects walhook's options (raised in its startup
+ * callback), to a fatal error. Returns null for other errors.
+ */
+export function pluginNotLoadable(err: unknown, plugin: string): SourceStateError | null {
+  const fields = (err ?? {}) as { code?: string; where?: string; message?: string };
+  const message = fields.message ?? String(err);
+  if (fields.code === '58P01' && message.includes(`"${plugin}"`)) {
+    return new SourceStateError(
+      'WALHOOK_PLUGIN_UNSUPPORTED',
+      `the server cannot load the output plugin '${plugin}' (${message}); install it on the PostgreSQL server ` +
+        `(Debian: postgresql-NN-${plugin}) or set source.plugin: pgoutput`,
+      { cause: err },
+    );
+  }
+  if (plugin === 'wal2json' && (fields.where ?? '').includes('startup callback')) {
+    return new SourceStateError(
+      'WALHOOK_PLUGIN_UNSUPPORTED',
+      `the output plugin 'wal2json' rejected walhook's options (${message}); walhook needs wal2json 2.5 or a ` +
+        'later version that accepts the same options, or set source.plugin: pgoutput',
+      { cause: err },
+    );
+  }
+  return null;
 }
 
 export function slotPredatesPublication(config: SourceConfig): SourceStateError {

@@ -53,6 +53,7 @@ test('config normalizes a minimal file with defaults', () => {
       slot: 'walhook',
       publication: 'walhook',
       plugin: 'pgoutput',
+      maxLagBytes: 1024n ** 3n,
     },
     webhooks: [
       {
@@ -71,6 +72,9 @@ test('config normalizes a minimal file with defaults', () => {
         webhook: 'orders-api',
       },
     ],
+    deadLetters: { schema: 'walhook' },
+    server: { enabled: true, host: '0.0.0.0', port: 8080, adminToken: null },
+    leader: { pollIntervalMs: 2000 },
     log: { level: 'info' },
     shutdownTimeoutMs: 30_000,
   });
@@ -105,6 +109,7 @@ shutdown_timeout: 2m
     slot: 'orders_slot',
     publication: 'orders_pub',
     plugin: 'wal2json',
+    maxLagBytes: 1024n ** 3n,
   });
   const [webhook] = config.webhooks;
   assert.deepEqual(webhook?.headers, { Authorization: 'Bearer abc', 'X-Attempt-Limit': '5' });
@@ -250,7 +255,7 @@ test('config rejects unknown keys with their path', () => {
 test('config lists valid keys when no key is close', () => {
   const text = MINIMAL.replace('source:\n', 'source:\n  database: app\n');
   assert.deepEqual(problemsOf(text), [
-    { path: 'source.database', message: 'unknown key; valid keys are connection, slot, publication, plugin' },
+    { path: 'source.database', message: 'unknown key; valid keys are connection, slot, publication, plugin, max_lag_bytes' },
   ]);
 });
 
@@ -549,6 +554,7 @@ test('config example file parses', () => {
   assert.equal(config.webhooks[0]?.headers['Authorization'], 'Bearer token');
   assert.equal(config.webhooks[1]?.url, 'http://127.0.0.1:9000/audit');
   assert.deepEqual(config.triggers[1]?.table, { schema: 'Sales.EU', name: 'Order Items' });
+  assert.deepEqual(config.deadLetters, { schema: 'walhook' });
 });
 
 test('config demo file parses', () => {
@@ -569,5 +575,72 @@ test('config demo file parses', () => {
       ['orders', ['insert', 'update', 'delete', 'truncate'], 'demo-receiver'],
       ['customers', ['insert'], 'demo-receiver'],
     ],
+  );
+});
+
+test('config keeps the dead-letter schema as written', () => {
+  const config = parse(`${MINIMAL}dead_letters:\n  schema: Ops Failures\n`);
+  assert.deepEqual(config.deadLetters, { schema: 'Ops Failures' });
+});
+
+test('config rejects a pg_ dead-letter schema', () => {
+  assert.deepEqual(problemsOf(`${MINIMAL}dead_letters:\n  schema: pg_walhook\n`), [
+    {
+      path: 'dead_letters.schema',
+      message: "invalid schema name 'pg_walhook'; PostgreSQL reserves names that start with 'pg_' for system schemas",
+    },
+  ]);
+});
+
+test('config rejects a too long dead-letter schema', () => {
+  const name = 'a'.repeat(64);
+  assert.deepEqual(problemsOf(`${MINIMAL}dead_letters:\n  schema: ${name}\n`), [
+    {
+      path: 'dead_letters.schema',
+      message: `invalid schema name '${name}'; use 1 to 63 bytes without the NUL character`,
+    },
+  ]);
+});
+
+test('config suggests a dead_letters key', () => {
+  assert.deepEqual(problemsOf(`${MINIMAL}dead_letters:\n  schemas: ops\n`), [
+    { path: 'dead_letters.schemas', message: "unknown key; did you mean 'schema'?" },
+  ]);
+});
+
+test('config rejects a trigger in the default dead-letter schema', () => {
+  const text = MINIMAL.replace('table: public.orders', 'table: Walhook.orders');
+  assert.deepEqual(problemsOf(text), [
+    {
+      path: 'triggers[0].table',
+      message:
+        "table walhook.orders is in the dead-letter schema 'walhook', which belongs to walhook; " +
+        'choose a table in another schema, or set dead_letters.schema to a schema without streamed tables',
+    },
+  ]);
+});
+
+test('config rejects a trigger in a custom dead-letter schema', () => {
+  const text = `${MINIMAL}dead_letters:\n  schema: public\n`;
+  const problems = problemsOf(text);
+  assert.equal(problems.length, 1);
+  assert.equal(problems[0]?.path, 'triggers[0].table');
+  assert.match(problems[0]?.message ?? '', /^table public\.orders is in the dead-letter schema 'public'/);
+});
+
+test('config compares the dead-letter schema case-sensitively', () => {
+  const config = parse(`${MINIMAL}dead_letters:\n  schema: Public\n`);
+  assert.equal(config.deadLetters.schema, 'Public');
+  assert.deepEqual(config.triggers[0]?.table, { schema: 'public', name: 'orders' });
+});
+
+test('config reports a trigger schema problem with others', () => {
+  const text = MINIMAL.replace('table: public.orders', 'table: walhook.orders').replace(
+    'webhook: orders-api\n',
+    'webhook: orders-api\n    operations: []\n',
+  );
+  assert.deepEqual(
+    problemsOf(text).map((problem) => problem.path),
+    ['triggers[0].table', 'triggers[0].operations'],
   );
 });

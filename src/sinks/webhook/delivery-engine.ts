@@ -36,8 +36,10 @@ export interface DeliveryItem {
   readonly lsn: string;
   /** Renders the body for the attempt with `currentRetry` earlier attempts; default the envelope. */
   readonly render?: (currentRetry: number, maxRetries: number | null) => string | Promise<string>;
-  /** Request URL for this event when the webhook URL has placeholders. */
-  readonly url?: string;
+  /** Returns the request URL when the webhook URL has placeholders; may throw for bad row data. */
+  readonly resolveUrl?: () => string;
+  /** Commit time in Unix milliseconds, for commit-to-delivery latency. */
+  readonly commitTimeMs?: number;
   /** Called once, when the event was delivered or durably dead-lettered. */
   readonly onDone: (outcome: DeliveryOutcome) => void;
 }
@@ -317,8 +319,21 @@ export class DeliveryEngine {
         if (this.#closing) return;
         if (!(await this.#waitForBreaker())) return;
 
-        const { id, body } = await this.#render(items, attempt, maxRetries);
-        const url = items[0]!.url ?? this.#target.url;
+        let rendered: { id: string; body: string; url: string };
+        try {
+          rendered = await this.#render(items, attempt, maxRetries);
+        } catch (err) {
+          // A transform or URL template that fails on this event fails the same way on every retry.
+          await this.#fail(items, {
+            reason: `rendering the request failed: ${(err as Error).message}`,
+            attempts: attempt,
+            status: null,
+            error: (err as Error).message,
+            firstAttemptAt,
+          });
+          return;
+        }
+        const { id, body, url } = rendered;
         const started = this.#now();
         const result = await this.#limiter.schedule(() => this.attempt(url, id, body));
         const durationMs = this.#now() - started;
@@ -414,13 +429,20 @@ export class DeliveryEngine {
     }
   }
 
-  async #render(items: DeliveryItem[], attempt: number, maxRetries: number | null): Promise<{ id: string; body: string }> {
+  async #render(
+    items: DeliveryItem[],
+    attempt: number,
+    maxRetries: number | null,
+  ): Promise<{ id: string; body: string; url: string }> {
     const bodies: string[] = [];
     for (const item of items) {
       bodies.push(item.render === undefined ? envelopeBody(item.envelope, maxRetries, attempt) : await item.render(attempt, maxRetries));
     }
-    if (items.length === 1 && this.#options.batch === null) return { id: items[0]!.envelope.id, body: bodies[0]! };
-    return { id: batchId(items), body: `{"events":[${bodies.join(',')}]}` };
+    // Batches never mix URLs: the config rejects URL placeholders together with batching.
+    const first = items[0]!;
+    const url = first.resolveUrl === undefined ? this.#target.url : first.resolveUrl();
+    if (items.length === 1 && this.#options.batch === null) return { id: first.envelope.id, body: bodies[0]!, url };
+    return { id: batchId(items), body: `{"events":[${bodies.join(',')}]}`, url };
   }
 
   #finish(items: readonly DeliveryItem[], outcome: DeliveryOutcome): void {
