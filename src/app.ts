@@ -15,12 +15,10 @@ import { sessionOptions } from './source/session-settings.js';
 import { ReplicationSource } from './source/replication-source.js';
 import { prepareSource } from './source/setup.js';
 import { DeliveryEngine } from './sinks/webhook/delivery-engine.js';
-import { DEFAULT_DELIVERY_OPTIONS, type DeliveryOptions } from './sinks/webhook/options.js';
+import type { DeliveryOptions } from './sinks/webhook/options.js';
+import { DeadLetterStore } from './sinks/dead-letter/store.js';
 import type { WebhookConfig } from './config/types.js';
 
-/** Defaults for the in-flight budget that bounds memory while receivers are slow. */
-const DEFAULT_MAX_INFLIGHT_EVENTS = 10_000;
-const DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
 const MAX_STATUS_INTERVAL_MS = 10_000;
 
 export interface RunningWalhook {
@@ -65,9 +63,16 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
   await types.loadTables(tables);
   const encodeOptions = encodeOptionsFactory(config, types, logger);
 
+  // The dead-letter table lives in the source database; it is never in the publication.
+  let deadLetters: DeadLetterStore | null = null;
+  if (config.webhooks.some((webhook) => webhook.onFailure === 'dead_letter')) {
+    deadLetters = new DeadLetterStore({ connection: config.source.connection, schema: config.deadLetters.schema, logger });
+    await deadLetters.ensureTable();
+  }
+
   const sinks = new Map<string, DeliveryEngine>();
   for (const webhook of config.webhooks) {
-    sinks.set(webhook.name, new DeliveryEngine(webhook, deliveryOptionsOf(webhook), { logger, deadLetters: null }));
+    sinks.set(webhook.name, new DeliveryEngine(webhook, deliveryOptionsOf(webhook), { logger, deadLetters }));
   }
 
   let source: ReplicationSource | null = null;
@@ -75,7 +80,7 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
     logger,
     sinks,
     triggers: config.triggers,
-    limits: { maxInflightEvents: DEFAULT_MAX_INFLIGHT_EVENTS, maxInflightBytes: DEFAULT_MAX_INFLIGHT_BYTES },
+    limits: { maxInflightEvents: config.maxInflightEvents, maxInflightBytes: config.maxInflightBytes },
     onConfirmedAdvance: () => source?.confirmedAdvanced(),
     onBackpressure: (paused) => source?.setPaused(paused),
     types,
@@ -118,6 +123,7 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
       await done.catch(() => undefined);
       pipeline.close();
       await catalog.end().catch(() => undefined);
+      await deadLetters?.close().catch(() => undefined);
       logger.info({ lsn: formatLsn(pipeline.tracker.confirmedLsn) }, 'walhook stopped');
     })();
     return closing;
@@ -135,15 +141,24 @@ function uniqueTables(config: WalhookConfig): { schema: string; name: string }[]
 
 /** Builds the engine settings of one webhook from its configuration. */
 function deliveryOptionsOf(webhook: WebhookConfig): DeliveryOptions {
+  const retried = new Set(webhook.retry.onStatus);
   return {
-    ...DEFAULT_DELIVERY_OPTIONS,
+    concurrency: webhook.concurrency,
+    ordering: webhook.ordering,
+    rateLimit: webhook.rateLimit,
+    circuitBreaker: webhook.circuitBreaker,
     retry: {
-      ...DEFAULT_DELIVERY_OPTIONS.retry,
+      maxAttempts: webhook.retry.maxAttempts,
       initialDelayMs: webhook.retry.initialDelayMs,
       maxDelayMs: webhook.retry.maxDelayMs,
-      // NOTE: until dead letters are configured, every failure is retried without limit.
-      retryStatus: () => true,
+      multiplier: webhook.retry.multiplier,
+      retryStatus: (status) =>
+        retried.has(status) || (status >= 400 && status < 500 && retried.has('4xx')) || (status >= 500 && retried.has('5xx')),
     },
+    onFailure: webhook.onFailure,
+    batch: webhook.batch,
+    maxBodyBytes: webhook.maxBodyBytes,
+    signingSecret: webhook.signingSecret,
   };
 }
 
@@ -168,7 +183,7 @@ function encodeOptionsFactory(
   };
   const byWebhook = new Map<string, EncodeOptions>();
   for (const webhook of config.webhooks) {
-    byWebhook.set(webhook.name, { types, onFallback, stringifyNumeric: webhook.stringifyNumeric ?? false });
+    byWebhook.set(webhook.name, { types, onFallback, stringifyNumeric: webhook.stringifyNumeric });
   }
   return (webhook) => byWebhook.get(webhook) ?? { types, onFallback };
 }

@@ -91,7 +91,35 @@ function normalize(parsed: ParsedConfig): WalhookConfig {
       retry: {
         initialDelayMs: webhook.retry.initial_delay,
         maxDelayMs: webhook.retry.max_delay,
+        maxAttempts: webhook.retry.max_attempts ?? null,
+        multiplier: webhook.retry.multiplier,
+        onStatus: webhook.retry.on_status ?? [408, 425, 429, '5xx'],
       },
+      concurrency: webhook.concurrency,
+      ordering: webhook.ordering,
+      rateLimit:
+        webhook.rate_limit === undefined
+          ? null
+          : {
+              perSecond: webhook.rate_limit.per_second,
+              burst: webhook.rate_limit.burst ?? Math.ceil(webhook.rate_limit.per_second),
+            },
+      circuitBreaker:
+        webhook.circuit_breaker === undefined
+          ? null
+          : { failures: webhook.circuit_breaker.failures, coolDownMs: webhook.circuit_breaker.cool_down },
+      onFailure: webhook.on_failure,
+      batch:
+        webhook.batch === undefined
+          ? null
+          : {
+              maxEvents: webhook.batch.max_events,
+              maxBytes: Number(webhook.batch.max_bytes),
+              maxWaitMs: webhook.batch.max_wait,
+            },
+      maxBodyBytes: Number(webhook.max_body_bytes),
+      signingSecret: webhook.signing_secret ?? null,
+      stringifyNumeric: webhook.stringify_numeric,
     })),
     triggers: parsed.triggers.map((trigger) => ({
       name: trigger.name,
@@ -111,6 +139,8 @@ function normalize(parsed: ParsedConfig): WalhookConfig {
     leader: { pollIntervalMs: parsed.leader.poll_interval },
     log: { level: parsed.log.level },
     shutdownTimeoutMs: parsed.shutdown_timeout,
+    maxInflightEvents: parsed.max_inflight_events,
+    maxInflightBytes: Number(parsed.max_inflight_bytes),
   };
 }
 

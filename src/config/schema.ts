@@ -232,8 +232,21 @@ const retrySchema = z
   .strictObject({
     /** First backoff delay after a failed attempt. Default `1s`. */
     initial_delay: durationSchema('1s'),
-    /** Cap on any single backoff delay; at least `initial_delay`. Default `5m`. */
+    /** Cap on any single backoff delay, also on a `Retry-After` wait; at least `initial_delay`. Default `5m`. */
     max_delay: durationSchema('5m'),
+    /** Attempts before the failure policy applies, counting the first. Default: no limit. */
+    max_attempts: z.number().int().min(1).max(1_000_000).optional(),
+    /** Growth factor of the backoff per attempt, from 1 to 10. Default `2`. */
+    multiplier: z.number().min(1).max(10).prefault(2),
+    /**
+     * Statuses retried, as numbers or the classes `4xx` and `5xx`. Network errors and
+     * timeouts are always retried; other non-2xx statuses are permanent failures.
+     * Default `[408, 425, 429, 5xx]`.
+     */
+    on_status: z
+      .array(z.union([z.number().int().min(100).max(599), z.enum(['4xx', '5xx'])]))
+      .min(1, { error: 'list at least one status, or remove the key for the default' })
+      .optional(),
   })
   .superRefine((retry, context) => {
     if (retry.max_delay < retry.initial_delay) {
@@ -256,6 +269,77 @@ const webhookSchema = z.strictObject({
   timeout: durationSchema('10s'),
   /** Backoff between attempts. Default `{ initial_delay: 1s, max_delay: 5m }`. */
   retry: retrySchema.prefault({}),
+  /** Requests in flight at once. Default `16`. */
+  concurrency: z.number().int().min(1).max(1024).prefault(16),
+  /**
+   * Which events wait for each other: `row` (same table and key), `table`, `none`, or
+   * `strict` (one at a time in commit order). Default `row`.
+   */
+  ordering: z.enum(['row', 'table', 'none', 'strict']).prefault('row'),
+  /** Request rate limit as a token bucket. Default none. */
+  rate_limit: z
+    .strictObject({
+      /** Sustained requests per second. Required. */
+      per_second: z.number().positive().max(100_000),
+      /** Requests allowed at once after a quiet period. Default `per_second` rounded up. */
+      burst: z.number().int().min(1).optional(),
+    })
+    .optional(),
+  /** Pause the webhook after consecutive failures, then probe it. Default off. */
+  circuit_breaker: z
+    .strictObject({
+      /** Consecutive failed attempts that open the breaker. Default `5`. */
+      failures: z.number().int().min(1).prefault(5),
+      /** Pause before one probe attempt. Default `30s`. */
+      cool_down: durationSchema('30s'),
+    })
+    .optional(),
+  /**
+   * What happens to an event after its last attempt or a permanent failure:
+   * `dead_letter` writes it to the dead-letter table and moves on, `block` keeps
+   * retrying and holds the webhook and the slot. Default `dead_letter`.
+   */
+  on_failure: z.enum(['dead_letter', 'block']).prefault('dead_letter'),
+  /** Send several events per request as `{ "events": [...] }`. Default off. */
+  batch: z
+    .strictObject({
+      /** Events per request. Default `100`. */
+      max_events: z.number().int().min(1).max(100_000).prefault(100),
+      /** Body size per request. Default `1MiB`. */
+      max_bytes: byteSizeSchema('1MiB'),
+      /** Wait for more events before sending a partial batch. Default `100ms`. */
+      max_wait: durationSchema('100ms'),
+    })
+    .optional(),
+  /** Largest request body; a single larger event goes to the failure policy. Default `10MiB`. */
+  max_body_bytes: byteSizeSchema('10MiB'),
+  /**
+   * Standard Webhooks signing secret (`whsec_` + base64, usually `${SECRET}`). Adds a
+   * `webhook-signature` header. Default none.
+   */
+  signing_secret: z
+    .string()
+    .refine((secret) => /^whsec_[A-Za-z0-9+/]+={0,2}$/.test(secret) && secret.length >= 30, {
+      error: "must be 'whsec_' followed by a base64 key of at least 18 bytes; generate one with 'echo whsec_$(openssl rand -base64 32)'",
+    })
+    .optional(),
+  /** Render int8, numeric, float4 and float8 values as JSON strings. Default `false`. */
+  stringify_numeric: z.boolean().prefault(false),
+}).superRefine((webhook, context) => {
+  if (webhook.batch !== undefined && webhook.url.includes('{{')) {
+    context.addIssue({
+      code: 'custom',
+      path: ['batch'],
+      message: 'cannot be combined with {{ }} placeholders in url, because one request has one URL; remove one of them',
+    });
+  }
+  if (webhook.batch !== undefined && webhook.batch.max_bytes > webhook.max_body_bytes) {
+    context.addIssue({
+      code: 'custom',
+      path: ['batch', 'max_bytes'],
+      message: 'must not exceed max_body_bytes',
+    });
+  }
 });
 
 const operationsSchema = z
@@ -405,6 +489,10 @@ export const configSchema = z.strictObject({
   log: logSchema.prefault({}),
   /** How long shutdown waits for in-flight deliveries. Default `30s`. */
   shutdown_timeout: durationSchema('30s'),
+  /** Undelivered events held in memory before reading from the slot pauses. Default `10000`. */
+  max_inflight_events: z.number().int().min(1).max(10_000_000).prefault(10_000),
+  /** Undelivered request bodies held in memory before reading pauses. Default `32MiB`. */
+  max_inflight_bytes: byteSizeSchema('32MiB'),
 });
 
 export type ParsedConfig = z.output<typeof configSchema>;

@@ -37,8 +37,14 @@ export interface SourceConfig {
 export interface RetryConfig {
   /** First backoff delay. Default 1 s. */
   readonly initialDelayMs: number;
-  /** Cap on any single backoff delay. Default 5 min. */
+  /** Cap on any single backoff delay, also on a Retry-After wait. Default 5 min. */
   readonly maxDelayMs: number;
+  /** Attempts before the failure policy applies; null for no limit. Default null. */
+  readonly maxAttempts: number | null;
+  /** Backoff growth per attempt. Default 2. */
+  readonly multiplier: number;
+  /** Retried statuses: codes or the classes `4xx` and `5xx`. Default 408, 425, 429 and 5xx. */
+  readonly onStatus: readonly (number | '4xx' | '5xx')[];
 }
 
 export interface WebhookConfig {
@@ -54,7 +60,23 @@ export interface WebhookConfig {
   readonly timeoutMs: number;
   readonly retry: RetryConfig;
   /** Render int8, numeric, float4 and float8 as JSON strings. Default false. */
-  readonly stringifyNumeric?: boolean;
+  readonly stringifyNumeric: boolean;
+  /** Requests in flight at once. Default 16. */
+  readonly concurrency: number;
+  /** Which events wait for each other. Default `row`. */
+  readonly ordering: 'row' | 'table' | 'none' | 'strict';
+  /** Token bucket for requests; null for no limit. */
+  readonly rateLimit: { readonly perSecond: number; readonly burst: number } | null;
+  /** Pause after consecutive failures; null when off (the default). */
+  readonly circuitBreaker: { readonly failures: number; readonly coolDownMs: number } | null;
+  /** Default `dead_letter`. */
+  readonly onFailure: 'dead_letter' | 'block';
+  /** Several events per request; null when off (the default). */
+  readonly batch: { readonly maxEvents: number; readonly maxBytes: number; readonly maxWaitMs: number } | null;
+  /** Largest request body in bytes. Default 10 MiB. */
+  readonly maxBodyBytes: number;
+  /** Standard Webhooks secret; null sends no signature. */
+  readonly signingSecret: string | null;
 }
 
 export interface TriggerConfig extends TriggerFilterConfig {
@@ -114,4 +136,8 @@ export interface WalhookConfig {
   readonly log: LogConfig;
   /** How long SIGTERM waits for in-flight deliveries. Default 30 s. */
   readonly shutdownTimeoutMs: number;
+  /** Undelivered events in memory before reads from the slot pause. Default 10 000. */
+  readonly maxInflightEvents: number;
+  /** Undelivered body bytes in memory before reads pause. Default 32 MiB. */
+  readonly maxInflightBytes: number;
 }
