@@ -52,8 +52,9 @@ export type DecodedMessage =
     }
   | {
       readonly tag: 'truncate';
-      readonly cascade: boolean;
-      readonly restartIdentity: boolean;
+      /** TRUNCATE options; null when the plugin does not report them (wal2json). */
+      readonly cascade: boolean | null;
+      readonly restartIdentity: boolean | null;
       readonly relations: readonly RelationInfo[];
     }
   | {

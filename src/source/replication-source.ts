@@ -7,11 +7,14 @@
  * acknowledgements are switched off (`auto: false`, `timeoutSeconds: 0`) because they
  * confirm positions that were only received, and its `acknowledge()` adds one to the
  * LSN and uses a wrong epoch. Status updates are written here instead.
+ *
+ * The output plugin is pgoutput or wal2json. Both decoders produce the same
+ * DecodedMessage shapes, each passed on with the WAL position of its XLogData message.
  */
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Client } from 'pg';
 import type { Logger } from 'pino';
-import type { SourceConfig } from '../config/types.js';
+import type { SourceConfig, TableName } from '../config/types.js';
 import { SourceStateError, WalhookError } from '../core/errors.js';
 import { type Lsn, formatLsn, parseLsn } from '../core/lsn.js';
 import { backoffDelayMs, sleep } from '../core/retry.js';
@@ -19,8 +22,10 @@ import { PG_EPOCH_MS } from '../pipeline/envelope.js';
 import type { DecodedMessage } from './messages.js';
 import { PgoutputDecoder } from './pgoutput-decoder.js';
 import { sessionOptions } from './session-settings.js';
-import { slotLost, slotPredatesPublication } from './setup.js';
+import { pluginNotLoadable, slotLost, slotPredatesPublication } from './setup.js';
 import { quoteIdentifier, quoteLiteral } from './sql.js';
+import { type AmbiguousNullColumn, Wal2jsonDecoder } from './wal2json-decoder.js';
+import { type ShapeRow, tableShapesFromRows, tableShapesQuery, wal2jsonStartOptions } from './wal2json-plugin.js';
 
 export interface SourceHandlers {
   /** Receives each decoded message with the WAL position the server sent it at. */
@@ -39,6 +44,16 @@ export interface ReplicationSourceDeps {
   /** Interval of unprompted status updates; keeps the walsender from timing out. */
   readonly statusIntervalMs: number;
   readonly reconnect?: { readonly initialDelayMs: number; readonly maxDelayMs: number };
+  /** Tables of the triggers. wal2json decodes only these (its `add-tables` option). */
+  readonly tables: readonly TableName[];
+}
+
+/** The plugin-specific half of one replication session. */
+interface PluginStream {
+  /** Decodes one XLogData payload that the server sent at WAL position `lsn`. */
+  decode(buffer: Buffer, lsn: Lsn): DecodedMessage[];
+  /** Sends START_REPLICATION; settles when streaming ends. */
+  start(client: Client, slot: string, lsn: string): Promise<unknown>;
 }
 
 /** Standby status update ('r'), from the streaming replication protocol page. */
@@ -76,6 +91,8 @@ export class ReplicationSource {
   #coalesceTimer: NodeJS.Timeout | undefined;
   #lastSentLsn: Lsn = -1n;
   #streaming = false;
+  /** Columns already warned about, so the warning appears once per column. */
+  readonly #ambiguousNullsReported = new Set<string>();
 
   constructor(config: SourceConfig, deps: ReplicationSourceDeps) {
     this.#config = config;
@@ -169,13 +186,19 @@ export class ReplicationSource {
   }
 
   async #session(onStarted: () => void): Promise<void> {
-    const decoder = new PgoutputDecoder();
     const service = new LogicalReplicationService(
       { connectionString: this.#config.connection, options: sessionOptions(), application_name: 'walhook' },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.#service = service;
     let handlerError: unknown = null;
+    const fail = (err: unknown): void => {
+      handlerError = err;
+      void this.#stopService();
+    };
+    const failed = (): boolean => handlerError !== null;
+    const stream =
+      this.#config.plugin === 'wal2json' ? this.#wal2jsonStream(failed) : this.#pgoutputStream(failed, fail);
 
     service.on('error', (err: Error) => {
       this.#logger.debug({ err }, 'replication client error');
@@ -187,13 +210,13 @@ export class ReplicationSource {
       this.#logger.info({ lsn: formatLsn(startLsn) }, 'streaming from the replication slot');
       this.#statusTimer = setInterval(() => this.sendStatus(), this.#deps.statusIntervalMs);
     });
-    service.on('data', (lsnText: string, message: DecodedMessage) => {
+    service.on('data', (lsnText: string, buffer: Buffer) => {
       if (handlerError !== null) return;
       try {
-        this.#deps.handlers.onMessage(parseLsn(lsnText), message);
+        const lsn = parseLsn(lsnText);
+        for (const message of stream.decode(buffer, lsn)) this.#deps.handlers.onMessage(lsn, message);
       } catch (err) {
-        handlerError = err;
-        void this.#stopService();
+        fail(err);
       }
     });
     service.on('heartbeat', (lsnText: string, _timestamp: number, shouldRespond: boolean) => {
@@ -202,27 +225,12 @@ export class ReplicationSource {
       if (shouldRespond) this.sendStatus();
     });
 
+    // Decoding happens in the 'data' handler, where the XLogData position is known.
     const plugin = {
       options: {},
-      name: 'pgoutput',
-      parse: (buffer: Buffer): DecodedMessage => decoder.decode(buffer),
-      start: (client: Client, slot: string, lsn: string): Promise<unknown> => {
-        client.on('notice', (notice: NoticeMessage) => {
-          if (handlerError !== null) return;
-          if (isSkippedPublicationNotice(notice, this.#config.publication)) {
-            // The notice arrives before any later message of the stream, so stopping
-            // here confirms nothing past the changes that the server skipped.
-            handlerError = slotPredatesPublication(this.#config);
-            void this.#stopService();
-            return;
-          }
-          this.#logger.warn({ severity: notice.severity, code: notice.code }, `server notice: ${notice.message}`);
-        });
-        return client.query(
-          `START_REPLICATION SLOT ${quoteIdentifier(slot)} LOGICAL ${lsn} ` +
-            `(proto_version '1', publication_names ${quoteLiteral(quoteIdentifier(this.#config.publication))})`,
-        );
-      },
+      name: this.#config.plugin,
+      parse: (buffer: Buffer): Buffer => buffer,
+      start: (client: Client, slot: string, lsn: string): Promise<unknown> => stream.start(client, slot, lsn),
     };
 
     const startLsn = this.#deps.confirmedLsn();
@@ -234,6 +242,77 @@ export class ReplicationSource {
       await this.#stopService();
     }
     if (handlerError !== null) throw handlerError;
+  }
+
+  #pgoutputStream(failed: () => boolean, fail: (err: unknown) => void): PluginStream {
+    const decoder = new PgoutputDecoder();
+    return {
+      decode: (buffer) => [decoder.decode(buffer)],
+      start: (client, slot, lsn) => {
+        client.on('notice', (notice: NoticeMessage) => {
+          if (failed()) return;
+          if (isSkippedPublicationNotice(notice, this.#config.publication)) {
+            // The notice arrives before any later message of the stream, so stopping
+            // here confirms nothing past the changes that the server skipped.
+            fail(slotPredatesPublication(this.#config));
+            return;
+          }
+          this.#logNotice(notice);
+        });
+        return client.query(
+          `START_REPLICATION SLOT ${quoteIdentifier(slot)} LOGICAL ${lsn} ` +
+            `(proto_version '1', publication_names ${quoteLiteral(quoteIdentifier(this.#config.publication))})`,
+        );
+      },
+    };
+  }
+
+  /**
+   * Reads the tables' catalog shapes on the replication connection, then streams with
+   * a decoder seeded with them. The shapes are read again on every reconnect.
+   */
+  #wal2jsonStream(failed: () => boolean): PluginStream {
+    const tables = this.#deps.tables;
+    let decoder: Wal2jsonDecoder | null = null;
+    return {
+      decode: (buffer, lsn) => {
+        if (decoder === null) throw new Error('wal2json message before START_REPLICATION');
+        return decoder.decode(buffer, lsn);
+      },
+      start: async (client, slot, lsn) => {
+        client.on('notice', (notice: NoticeMessage) => {
+          if (!failed()) this.#logNotice(notice);
+        });
+        const shapes = tables.length === 0 ? [] : (await client.query<ShapeRow>(tableShapesQuery(tables))).rows;
+        decoder = new Wal2jsonDecoder({
+          tables: tableShapesFromRows(shapes),
+          onAmbiguousNull: (column) => this.#reportAmbiguousNull(column),
+        });
+        return client.query(
+          `START_REPLICATION SLOT ${quoteIdentifier(slot)} LOGICAL ${lsn} (${wal2jsonStartOptions(tables)})`,
+        );
+      },
+    };
+  }
+
+  #logNotice(notice: NoticeMessage): void {
+    this.#logger.warn({ severity: notice.severity, code: notice.code }, `server notice: ${notice.message}`);
+  }
+
+  /**
+   * wal2json 2.5 writes NaN, Infinity and -Infinity of float4, float8 and numeric
+   * columns as null, so such a null cannot be told from SQL NULL. walhook delivers
+   * null and warns once per column.
+   */
+  #reportAmbiguousNull(column: AmbiguousNullColumn): void {
+    const key = JSON.stringify([column.schema, column.table, column.column]);
+    if (this.#ambiguousNullsReported.has(key)) return;
+    this.#ambiguousNullsReported.add(key);
+    this.#logger.warn(
+      { schema: column.schema, table: column.table, column: column.column, typeOid: column.typeOid },
+      'wal2json sent null for a float or numeric column, which stands for NULL, NaN, Infinity or -Infinity; ' +
+        'walhook delivers null (pgoutput tells them apart)',
+    );
   }
 
   async #stopService(): Promise<void> {
@@ -276,6 +355,8 @@ function classifyStreamError(err: unknown, config: SourceConfig): WalhookError |
     return slotLost(config.slot);
   }
   if (/publication .* does not exist/i.test(message)) return slotPredatesPublication(config);
+  const pluginError = pluginNotLoadable(err, config.plugin);
+  if (pluginError !== null) return pluginError;
   if (/replication slot .* does not exist/i.test(message)) {
     return new SourceStateError(
       'WALHOOK_SLOT_DROPPED',
