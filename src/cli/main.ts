@@ -4,6 +4,7 @@
  * connection), 2 invalid configuration or usage.
  */
 import { Command, CommanderError } from 'commander';
+import { addDeadLetterCommands } from './dead-letters.js';
 import { runCommand } from './run.js';
 import { validateCommand } from './validate.js';
 
@@ -37,6 +38,8 @@ program
   .action(async (options: { config: string; connect?: boolean }) => {
     process.exitCode = await validateCommand(options.config, { connect: options.connect === true });
   });
+
+addDeadLetterCommands(program);
 
 try {
   await program.parseAsync(process.argv);
