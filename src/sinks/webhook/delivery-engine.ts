@@ -197,8 +197,11 @@ export class DeliveryEngine {
     });
     await Promise.race([Promise.allSettled([...this.#units]), deadline]);
     clearTimeout(timer);
-    await this.#limiter.stop({ dropWaitingJobs: true }).catch(() => undefined);
+    // Destroying the pools aborts the requests still in progress. Only then can the
+    // limiter stop, because its stop() waits for every running job, so in the other
+    // order a hanging receiver delays the exit by up to the webhook timeout.
     await Promise.all([...this.#pools.values()].map((pool) => pool.destroy().catch(() => undefined)));
+    await this.#limiter.stop({ dropWaitingJobs: true }).catch(() => undefined);
   }
 
   #keyOf(item: DeliveryItem): string {
