@@ -7,7 +7,7 @@ import { type Dispatcher, request } from 'undici';
 
 import type { TriggerConfig, WebhookConfig } from '../../config/types.js';
 import { BodyTransform, renderUrl, TransformError, UrlRenderError } from '../../filters/index.js';
-import { uuidFromText } from '../../pipeline/envelope.js';
+import { batchIdOf } from '../webhook/delivery-engine.js';
 import type { DeadLetterRecord, DeadLetterStore } from './store.js';
 
 /** Maximum response body bytes read and discarded so that the connection can be reused. */
@@ -121,9 +121,8 @@ export async function prepareRedelivery(
   if (webhook.batch === null) {
     return { webhook, url, id: record.eventId, body, currentRetry };
   }
-  // The sink sends every request of a batching webhook as a batch, whose id is
-  // uuidFromText of its event ids joined by NUL, so one event gives this id.
-  return { webhook, url, id: uuidFromText(record.eventId), body: `{"events":[${body}]}`, currentRetry };
+  // The sink sends every request of a batching webhook as a batch with its own id.
+  return { webhook, url, id: batchIdOf([record.eventId]), body: `{"events":[${body}]}`, currentRetry };
 }
 
 /**

@@ -566,7 +566,11 @@ function limiterSettings(options: DeliveryOptions): Bottleneck.ConstructorOption
   };
 }
 
-/** Returns an id for a batch, the same for the same events. */
+/** Returns the `webhook-id` of a batch from its event ids; the same events give the same id. */
+export function batchIdOf(eventIds: readonly string[]): string {
+  return uuidFromText(eventIds.join('\u0000'));
+}
+
 function batchId(items: readonly DeliveryItem[]): string {
-  return uuidFromText(items.map((item) => item.envelope.id).join('\u0000'));
+  return batchIdOf(items.map((item) => item.envelope.id));
 }
