@@ -80,6 +80,7 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
     logger,
     sinks,
     triggers: config.triggers,
+    messageTriggers: config.messageTriggers,
     limits: { maxInflightEvents: config.maxInflightEvents, maxInflightBytes: config.maxInflightBytes },
     onConfirmedAdvance: () => source?.confirmedAdvanced(),
     onBackpressure: (paused) => source?.setPaused(paused),
@@ -103,6 +104,7 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
     confirmedLsn: () => pipeline.tracker.confirmedLsn,
     statusIntervalMs,
     tables,
+    messages: config.messageTriggers.length > 0,
     handlers: {
       onMessage: (lsn, message) => pipeline.handle(lsn, message),
       onKeepalive: (walEnd) => {

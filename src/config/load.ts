@@ -121,14 +121,32 @@ function normalize(parsed: ParsedConfig): WalhookConfig {
       signingSecret: webhook.signing_secret ?? null,
       stringifyNumeric: webhook.stringify_numeric,
     })),
-    triggers: parsed.triggers.map((trigger) => ({
-      name: trigger.name,
-      table: trigger.table,
-      // Listed in the canonical order, whatever the order in the file.
-      operations: OPERATIONS.filter((operation) => trigger.operations.includes(operation)),
-      webhook: trigger.webhook,
-      ...normalizeTriggerFilters(trigger),
-    })),
+    triggers: parsed.triggers.flatMap((trigger) =>
+      trigger.table === undefined
+        ? []
+        : [
+            {
+              name: trigger.name,
+              table: trigger.table,
+              // Listed in the canonical order, whatever the order in the file.
+              operations: OPERATIONS.filter((operation) => trigger.operations.includes(operation)),
+              webhook: trigger.webhook,
+              ...normalizeTriggerFilters(trigger),
+            },
+          ],
+    ),
+    messageTriggers: parsed.triggers.flatMap((trigger) =>
+      trigger.message_prefix === undefined
+        ? []
+        : [
+            {
+              name: trigger.name,
+              messagePrefix: trigger.message_prefix,
+              webhook: trigger.webhook,
+              ...(trigger.transform === undefined ? {} : { transform: { body: trigger.transform.body } }),
+            },
+          ],
+    ),
     deadLetters: { schema: parsed.dead_letters.schema },
     server: {
       enabled: parsed.server.enabled,

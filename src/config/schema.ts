@@ -361,8 +361,13 @@ const operationsSchema = z
 const triggerSchema = z.strictObject({
   /** Unique trigger name, used in logs and events. Required. */
   name: nameSchema('trigger'),
-  /** Table as `schema.table` or `table` (schema `public`), under SQL identifier rules. Required. */
-  table: tableNameSchema,
+  /** Table as `schema.table` or `table` (schema `public`), under SQL identifier rules. Required unless `message_prefix` is set. */
+  table: tableNameSchema.optional(),
+  /**
+   * Prefix of logical decoding messages (`pg_logical_emit_message`) that fire the
+   * trigger, instead of a table. PostgreSQL 14 or later with pgoutput.
+   */
+  message_prefix: z.string().min(1, { error: 'must not be empty' }).optional(),
   /** Operations that fire the trigger. Default all: insert, update, delete, truncate. */
   operations: operationsSchema,
   /** Name of the webhook that receives the events. Required. */
@@ -371,7 +376,38 @@ const triggerSchema = z.strictObject({
 }).superRefine(checkColumnsNeedUpdate, {
   // Also run when other keys are invalid, so that this problem is reported with theirs.
   when: (payload) => typeof payload.value === 'object' && payload.value !== null,
+}).superRefine(checkTableOrMessagePrefix, {
+  when: (payload) => typeof payload.value === 'object' && payload.value !== null,
 });
+
+/** Requires exactly one of `table` and `message_prefix`, and no row filters on messages. */
+function checkTableOrMessagePrefix(
+  trigger: { readonly table?: unknown; readonly message_prefix?: unknown; readonly [key: string]: unknown },
+  context: z.RefinementCtx,
+): void {
+  const hasTable = trigger.table !== undefined;
+  const hasPrefix = trigger.message_prefix !== undefined;
+  if (hasTable === hasPrefix) {
+    context.addIssue({
+      code: 'custom',
+      path: hasTable ? ['message_prefix'] : ['table'],
+      message: hasTable
+        ? 'set either table or message_prefix, not both'
+        : 'missing: set table (schema.name) or message_prefix',
+    });
+    return;
+  }
+  if (!hasPrefix) return;
+  for (const key of ['columns', 'where', 'payload']) {
+    if (trigger[key] !== undefined) {
+      context.addIssue({
+        code: 'custom',
+        path: [key],
+        message: `applies to table rows only; remove it from this message_prefix trigger`,
+      });
+    }
+  }
+}
 
 const deadLettersSchema = z.strictObject({
   /**

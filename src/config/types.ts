@@ -126,10 +126,23 @@ export interface LogConfig {
   readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
+/** A trigger on logical decoding messages (`pg_logical_emit_message`) with a prefix. */
+export interface MessageTriggerConfig {
+  readonly name: string;
+  /** Messages whose prefix equals this string fire the trigger. */
+  readonly messagePrefix: string;
+  readonly webhook: string;
+  /** Request body built by a JSONata expression; absent sends the envelope. */
+  readonly transform?: { readonly body: string };
+}
+
 export interface WalhookConfig {
   readonly source: SourceConfig;
   readonly webhooks: readonly WebhookConfig[];
+  /** Triggers on table rows. */
   readonly triggers: readonly TriggerConfig[];
+  /** Triggers on logical decoding messages, from the same `triggers` list in the file. */
+  readonly messageTriggers: readonly MessageTriggerConfig[];
   readonly deadLetters: DeadLettersConfig;
   readonly server: ServerConfig;
   readonly leader: LeaderConfig;

@@ -8,10 +8,10 @@
  * the envelope is stored as the text before and after it.
  */
 import { createHash } from 'node:crypto';
-import { formatLsn } from '../core/lsn.js';
+import { type Lsn, formatLsn } from '../core/lsn.js';
 import type { ColumnValue, RelationInfo } from '../source/messages.js';
 import { UNCHANGED_TOAST } from '../source/messages.js';
-import type { RowChange } from './change.js';
+import type { RowChange, TransactionInfo } from './change.js';
 import type { ColumnProjection } from '../filters/projection.js';
 import { type EncodeOptions, encodeValue } from './json-values.js';
 
@@ -137,4 +137,52 @@ export function buildEnvelope(triggerName: string, change: RowChange, options: E
 /** Returns the request body for one attempt. */
 export function envelopeBody(envelope: Envelope, maxRetries: number | null, currentRetry: number): string {
   return `${envelope.head}{"max_retries":${maxRetries === null ? 'null' : maxRetries},"current_retry":${currentRetry}}${envelope.tail}`;
+}
+
+/** A logical decoding message (`pg_logical_emit_message`) bound for one trigger. */
+export interface MessageEvent {
+  readonly prefix: string;
+  readonly content: Buffer;
+  readonly transactional: boolean;
+  /** WAL position of the message record. */
+  readonly lsn: Lsn;
+  readonly ordinal: number;
+  /** The enclosing transaction; null for a non-transactional message. */
+  readonly transaction: TransactionInfo | null;
+  /** Time used for `created_at` when there is no transaction, in Unix milliseconds. */
+  readonly receivedAtMs: number;
+}
+
+const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Builds the envelope of a message event: `event.op` is `MESSAGE` and
+ * `event.data.message` carries prefix, content and `transactional`. Content is text
+ * when it is valid UTF-8 without NUL characters, else base64, as `content_encoding` says.
+ */
+export function buildMessageEnvelope(triggerName: string, message: MessageEvent): Envelope {
+  const commit = message.transaction === null ? 'none' : formatLsn(message.transaction.commitLsn);
+  const id = uuidFromText(`${triggerName}\u0000message\u0000${commit}\u0000${formatLsn(message.lsn)}\u0000${message.ordinal}`);
+  let content: string;
+  let encoding: 'utf8' | 'base64';
+  try {
+    content = utf8Strict.decode(message.content);
+    encoding = content.includes('\u0000') ? 'base64' : 'utf8';
+  } catch {
+    encoding = 'base64';
+  }
+  if (encoding === 'base64') content = message.content.toString('base64');
+  const createdAt =
+    message.transaction === null
+      ? `${new Date(message.receivedAtMs).toISOString().slice(0, 23)}000Z`
+      : formatCommitTime(message.transaction.commitTimeMicros);
+  const messageJson =
+    `{"prefix":${JSON.stringify(message.prefix)},"content":${JSON.stringify(content!)},` +
+    `"content_encoding":"${encoding}","transactional":${message.transactional}}`;
+  const head =
+    `{"id":"${id}","created_at":"${createdAt}","trigger":{"name":${JSON.stringify(triggerName)}},"table":null,` +
+    `"event":{"op":"MESSAGE","data":{"old":null,"new":null,"message":${messageJson}},"session_variables":null},` +
+    `"delivery_info":`;
+  const xid = message.transaction === null ? 'null' : String(message.transaction.xid);
+  return { id, head, tail: `,"lsn":"${formatLsn(message.lsn)}","xid":${xid}}` };
 }

@@ -4,16 +4,16 @@
  * socket until deliveries drain below half of it.
  */
 import type { Logger } from 'pino';
-import type { TriggerConfig } from '../config/types.js';
+import type { MessageTriggerConfig, TriggerConfig } from '../config/types.js';
 import { CheckpointTracker, type TransactionHandle } from '../core/checkpoint.js';
 import { type Lsn, formatLsn } from '../core/lsn.js';
 import type { DecodedMessage } from '../source/messages.js';
 import type { DeliveryItem } from '../sinks/webhook/delivery-engine.js';
 import { UNCHANGED_TOAST } from '../source/messages.js';
 import type { RowChange, TransactionInfo } from './change.js';
-import { PG_EPOCH_MS, buildEnvelope, envelopeBody } from './envelope.js';
+import { type Envelope, PG_EPOCH_MS, buildEnvelope, buildMessageEnvelope, envelopeBody } from './envelope.js';
 import type { EncodeOptions } from './json-values.js';
-import { TriggerFilter, baseTypesFrom, renderUrl, type UrlTemplate } from '../filters/index.js';
+import { BodyTransform, TriggerFilter, baseTypesFrom, renderUrl, type UrlTemplate } from '../filters/index.js';
 import type { TypeRegistry } from './pg-types.js';
 import { sleep } from '../core/retry.js';
 import { Router } from './router.js';
@@ -43,6 +43,8 @@ export interface PipelineDeps {
   readonly types?: TypeRegistry;
   /** Value rendering per webhook name, such as `stringify_numeric`. */
   readonly encodeOptions?: (webhook: string) => EncodeOptions;
+  /** Triggers on logical decoding messages. Default none. */
+  readonly messageTriggers?: readonly MessageTriggerConfig[];
   /** Webhook URLs with `{{ }}` placeholders, by webhook name. */
   readonly urlTemplates?: ReadonlyMap<string, UrlTemplate>;
   /** Receives errors thrown while replaying held messages; the caller stops streaming. */
@@ -63,6 +65,7 @@ export class Pipeline {
   readonly #deps: PipelineDeps;
   readonly #router: Router;
   readonly #filters = new Map<string, TriggerFilter>();
+  readonly #messageTransforms = new Map<string, BodyTransform>();
   #open: OpenTransaction | null = null;
   /** Highest commit LSN received; transactions at or below it are resends. */
   #lastCommitLsn: Lsn;
@@ -83,6 +86,9 @@ export class Pipeline {
     const baseTypeOf = deps.types === undefined ? undefined : baseTypesFrom(deps.types);
     for (const trigger of deps.triggers) {
       this.#filters.set(trigger.name, new TriggerFilter(trigger, { logger: deps.logger, baseTypeOf }));
+    }
+    for (const trigger of deps.messageTriggers ?? []) {
+      if (trigger.transform !== undefined) this.#messageTransforms.set(trigger.name, new BodyTransform(trigger.transform.body));
     }
     this.#lastCommitLsn = startLsn;
   }
@@ -156,10 +162,12 @@ export class Pipeline {
           );
         }
         return;
+      case 'message':
+        this.#message(message);
+        return;
       case 'relation':
       case 'type':
       case 'origin':
-      case 'message':
         return;
       default: {
         const unreachable: never = message;
@@ -217,13 +225,7 @@ export class Pipeline {
     const open = this.#open;
     if (open === null) throw new Error('row change outside a transaction');
     if (open.skip) return;
-    if (lsn === open.lastLsn) {
-      open.lsnOrdinal += 1;
-    } else {
-      open.lastLsn = lsn;
-      open.lsnOrdinal = 0;
-    }
-    const change = build({ transaction: open.info, relation, lsn, lsnOrdinal: open.lsnOrdinal });
+    const change = build({ transaction: open.info, relation, lsn, lsnOrdinal: this.#nextOrdinal(open, lsn) });
     const triggers = this.#router.match(relation.schema, relation.name, change.op);
     for (const trigger of triggers) {
       const filter = this.#filters.get(trigger.name);
@@ -232,32 +234,102 @@ export class Pipeline {
     }
   }
 
-  #dispatch(handle: TransactionHandle, trigger: TriggerConfig, change: RowChange, filter: TriggerFilter | undefined): void {
-    const sink = this.#deps.sinks.get(trigger.webhook);
-    if (sink === undefined) throw new Error(`trigger ${trigger.name}: no sink for webhook ${trigger.webhook}`);
-    const envelope = buildEnvelope(trigger.name, change, {
-      ...this.#deps.encodeOptions?.(trigger.webhook),
-      projection: filter?.projection(change.relation) ?? null,
+  #message(message: Extract<DecodedMessage, { tag: 'message' }>): void {
+    const triggers = (this.#deps.messageTriggers ?? []).filter((trigger) => trigger.messagePrefix === message.prefix);
+    if (triggers.length === 0) return;
+    const open = this.#open;
+    if (open !== null) {
+      // Transactional messages arrive inside their transaction and are confirmed with it.
+      if (open.skip) return;
+      const ordinal = this.#nextOrdinal(open, message.lsn);
+      for (const trigger of triggers) {
+        this.#dispatchMessage(open.handle, trigger, message, open.info, ordinal);
+      }
+      return;
+    }
+    // A non-transactional message is its own unit: the slot passes it once it is delivered.
+    if (message.lsn <= this.#lastCommitLsn) return;
+    const handle = this.tracker.begin();
+    for (const trigger of triggers) this.#dispatchMessage(handle, trigger, message, null, 0);
+    this.#lastCommitLsn = message.lsn;
+    if (this.tracker.commit(handle, message.lsn)) this.#deps.onConfirmedAdvance();
+  }
+
+  #nextOrdinal(open: OpenTransaction, lsn: Lsn): number {
+    if (lsn === open.lastLsn) {
+      open.lsnOrdinal += 1;
+    } else {
+      open.lastLsn = lsn;
+      open.lsnOrdinal = 0;
+    }
+    return open.lsnOrdinal;
+  }
+
+  #dispatchMessage(
+    handle: TransactionHandle,
+    trigger: MessageTriggerConfig,
+    message: Extract<DecodedMessage, { tag: 'message' }>,
+    transaction: TransactionInfo | null,
+    ordinal: number,
+  ): void {
+    const envelope = buildMessageEnvelope(trigger.name, {
+      prefix: message.prefix,
+      content: message.content,
+      transactional: message.transactional,
+      lsn: message.lsn,
+      ordinal,
+      transaction,
+      receivedAtMs: Date.now(),
     });
+    const key = JSON.stringify(['message', message.prefix]);
+    this.#enqueue(handle, trigger.webhook, envelope, {
+      triggerName: trigger.name,
+      rowKey: key,
+      tableKey: key,
+      barrier: false,
+      table: null,
+      op: 'MESSAGE',
+      lsn: formatLsn(message.lsn),
+      transform: this.#messageTransforms.get(trigger.name) ?? null,
+      commitTimeMs: transaction === null ? undefined : Number(transaction.commitTimeMicros / 1000n) + PG_EPOCH_MS,
+    });
+  }
+
+  #enqueue(
+    handle: TransactionHandle,
+    webhook: string,
+    envelope: Envelope,
+    item: {
+      triggerName: string;
+      rowKey: string;
+      tableKey: string;
+      barrier: boolean;
+      table: { schema: string; name: string } | null;
+      op: string;
+      lsn: string;
+      transform: BodyTransform | null;
+      commitTimeMs: number | undefined;
+    },
+  ): void {
+    const sink = this.#deps.sinks.get(webhook);
+    if (sink === undefined) throw new Error(`trigger ${item.triggerName}: no sink for webhook ${webhook}`);
     const bytes = envelopeBody(envelope, null, 0).length;
-    const table = { schema: change.relation.schema, name: change.relation.name };
-    const tableKey = JSON.stringify([table.schema, table.name]);
-    const transform = filter?.bodyTransform ?? null;
-    const urlTemplate = this.#deps.urlTemplates?.get(trigger.webhook);
+    const transform = item.transform;
+    const urlTemplate = this.#deps.urlTemplates?.get(webhook);
     this.tracker.addPending(handle);
     this.#inflightEvents += 1;
     this.#inflightBytes += bytes;
     sink.enqueue({
       envelope,
-      triggerName: trigger.name,
-      rowKey: rowKeyOf(change) ?? tableKey,
-      tableKey,
-      barrier: change.op === 'TRUNCATE',
+      triggerName: item.triggerName,
+      rowKey: item.rowKey,
+      tableKey: item.tableKey,
+      barrier: item.barrier,
       bytes,
-      table,
-      op: change.op,
-      lsn: formatLsn(change.lsn),
-      commitTimeMs: Number(change.transaction.commitTimeMicros / 1000n) + PG_EPOCH_MS,
+      table: item.table,
+      op: item.op,
+      lsn: item.lsn,
+      ...(item.commitTimeMs === undefined ? {} : { commitTimeMs: item.commitTimeMs }),
       ...(transform === null
         ? {}
         : {
@@ -268,6 +340,26 @@ export class Pipeline {
       onDone: () => this.#delivered(handle, bytes),
     });
     this.#checkBudget();
+  }
+
+  #dispatch(handle: TransactionHandle, trigger: TriggerConfig, change: RowChange, filter: TriggerFilter | undefined): void {
+    const envelope = buildEnvelope(trigger.name, change, {
+      ...this.#deps.encodeOptions?.(trigger.webhook),
+      projection: filter?.projection(change.relation) ?? null,
+    });
+    const table = { schema: change.relation.schema, name: change.relation.name };
+    const tableKey = JSON.stringify([table.schema, table.name]);
+    this.#enqueue(handle, trigger.webhook, envelope, {
+      triggerName: trigger.name,
+      rowKey: rowKeyOf(change) ?? tableKey,
+      tableKey,
+      barrier: change.op === 'TRUNCATE',
+      table,
+      op: change.op,
+      lsn: formatLsn(change.lsn),
+      transform: filter?.bodyTransform ?? null,
+      commitTimeMs: Number(change.transaction.commitTimeMicros / 1000n) + PG_EPOCH_MS,
+    });
   }
 
   #delivered(handle: TransactionHandle, bytes: number): void {

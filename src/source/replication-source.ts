@@ -46,6 +46,8 @@ export interface ReplicationSourceDeps {
   readonly reconnect?: { readonly initialDelayMs: number; readonly maxDelayMs: number };
   /** Tables of the triggers. wal2json decodes only these (its `add-tables` option). */
   readonly tables: readonly TableName[];
+  /** Ask pgoutput for logical decoding messages (PostgreSQL 14 or later). Default false. */
+  readonly messages?: boolean;
 }
 
 /** The plugin-specific half of one replication session. */
@@ -261,7 +263,8 @@ export class ReplicationSource {
         });
         return client.query(
           `START_REPLICATION SLOT ${quoteIdentifier(slot)} LOGICAL ${lsn} ` +
-            `(proto_version '1', publication_names ${quoteLiteral(quoteIdentifier(this.#config.publication))})`,
+            `(proto_version '1', publication_names ${quoteLiteral(quoteIdentifier(this.#config.publication))}` +
+            `${this.#deps.messages === true ? ", messages 'true'" : ''})`,
         );
       },
     };

@@ -128,7 +128,8 @@ async function ensurePublication(
       );
     }
     const list = tables.map((t) => qualifiedName(t.schema, t.name)).join(', ');
-    await client.query(`CREATE PUBLICATION ${publication} FOR TABLE ${list}`);
+    // Without tables (only message triggers) the publication starts empty.
+    await client.query(`CREATE PUBLICATION ${publication}${list === '' ? '' : ` FOR TABLE ${list}`}`);
     logger.info({ publication: config.publication, tables: tables.length }, 'publication created');
     return;
   }

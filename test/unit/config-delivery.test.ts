@@ -82,3 +82,31 @@ test('delivery keys reject unknown ordering and zero concurrency', () => {
   const paths = problems.map((problem) => problem.path).sort();
   assert.deepEqual(paths, ['webhooks[0].concurrency', 'webhooks[0].ordering']);
 });
+
+test('message_prefix triggers normalize apart from table triggers', () => {
+  const config = parseConfig(
+    'source:\n  connection: ${DATABASE_URL}\nwebhooks:\n  - name: outbox\n    url: https://example.test/\n' +
+      'triggers:\n  - name: order_messages\n    message_prefix: orders\n    webhook: outbox\n',
+    { file: 'test.yaml', env: ENV },
+  );
+  assert.deepEqual(config.triggers, []);
+  assert.deepEqual(config.messageTriggers, [{ name: 'order_messages', messagePrefix: 'orders', webhook: 'outbox' }]);
+});
+
+test('message_prefix triggers reject table and row filters', () => {
+  const both = problemsOf(
+    'source:\n  connection: ${DATABASE_URL}\nwebhooks:\n  - name: outbox\n    url: https://example.test/\n' +
+      'triggers:\n  - name: t\n    message_prefix: orders\n    table: orders\n    webhook: outbox\n',
+  );
+  assert.equal(both[0]?.path, 'triggers[0].message_prefix');
+  const neither = problemsOf(
+    'source:\n  connection: ${DATABASE_URL}\nwebhooks:\n  - name: outbox\n    url: https://example.test/\n' +
+      'triggers:\n  - name: t\n    webhook: outbox\n',
+  );
+  assert.equal(neither[0]?.path, 'triggers[0].table');
+  const filtered = problemsOf(
+    'source:\n  connection: ${DATABASE_URL}\nwebhooks:\n  - name: outbox\n    url: https://example.test/\n' +
+      'triggers:\n  - name: t\n    message_prefix: orders\n    where: { id: { _eq: 1 } }\n    webhook: outbox\n',
+  );
+  assert.equal(filtered[0]?.path, 'triggers[0].where');
+});

@@ -81,6 +81,7 @@ test('config normalizes a minimal file with defaults', () => {
         webhook: 'orders-api',
       },
     ],
+    messageTriggers: [],
     deadLetters: { schema: 'walhook' },
     server: { enabled: true, host: '0.0.0.0', port: 8080, adminToken: null },
     leader: { pollIntervalMs: 2000 },
