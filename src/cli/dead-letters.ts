@@ -9,10 +9,9 @@ import type { Command } from 'commander';
 import { Agent } from 'undici';
 
 import { formatTableName } from '../config/identifier.js';
-import { loadConfig } from '../config/load.js';
+import { loadConfigOrExitCode } from './config-file.js';
 import { parseDuration } from '../config/duration.js';
 import type { WalhookConfig } from '../config/types.js';
-import { ConfigError } from '../core/errors.js';
 import { redeliverDeadLetter, type RedeliveryOutcome } from '../sinks/dead-letter/redeliver.js';
 import { DEFAULT_LIST_LIMIT, type DeadLetterRecord, DeadLetterStore } from '../sinks/dead-letter/store.js';
 
@@ -101,16 +100,8 @@ async function runWithConfig(
   configFile: string,
   command: (config: WalhookConfig) => Promise<number>,
 ): Promise<number> {
-  let config: WalhookConfig;
-  try {
-    config = loadConfig(configFile);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      return EXIT_USAGE;
-    }
-    throw error;
-  }
+  const config = loadConfigOrExitCode(configFile);
+  if (typeof config === 'number') return config;
 
   try {
     return await command(config);

@@ -3,21 +3,13 @@
  * configured deadline and exits 0.
  */
 import { startWalhook } from '../app.js';
-import { loadConfig } from '../config/load.js';
-import { ConfigError, WalhookError } from '../core/errors.js';
+import { loadConfigOrExitCode } from './config-file.js';
+import type { WalhookError } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
 
 export async function runCommand(configFile: string): Promise<number> {
-  let config;
-  try {
-    config = loadConfig(configFile);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
+  const config = loadConfigOrExitCode(configFile);
+  if (typeof config === 'number') return config;
 
   const logger = createLogger(config.log.level);
   let app;

@@ -1,19 +1,10 @@
 /** `walhook validate`: checks a configuration file, and with --connect the database. */
-import { loadConfig } from '../config/load.js';
-import { ConfigError } from '../core/errors.js';
+import { loadConfigOrExitCode } from './config-file.js';
 import { checkDatabase } from '../source/check.js';
 
 export async function validateCommand(configFile: string, options: { connect: boolean }): Promise<number> {
-  let config;
-  try {
-    config = loadConfig(configFile);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
+  const config = loadConfigOrExitCode(configFile);
+  if (typeof config === 'number') return config;
   if (!options.connect) {
     process.stdout.write(`${configFile}: valid\n`);
     return 0;
