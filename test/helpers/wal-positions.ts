@@ -9,8 +9,9 @@ export interface CommittedTransaction {
   /**
    * Start of the commit record, which pgoutput's BEGIN message sends as its final LSN.
    * Logical decoding skips a transaction whose commit record starts before the slot's
-   * `confirmed_flush_lsn` (PostgreSQL's SnapBuildXactNeedsSkip), so the slot sends the
-   * transaction again after a restart exactly while `confirmed_flush_lsn <= commitLsn`.
+   * `confirmed_flush_lsn` at the start of streaming (DecodeTXNNeedSkip in PostgreSQL's
+   * decode.c). So after a restart the slot sends the transaction again exactly while
+   * `confirmed_flush_lsn <= commitLsn`.
    */
   readonly commitLsn: string;
   /** End of the commit record: the position that confirms the whole transaction. */

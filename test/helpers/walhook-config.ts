@@ -12,6 +12,8 @@ export interface TestConfigOptions {
   readonly timeout?: string;
   /** Default `10s`. */
   readonly shutdownTimeout?: string;
+  /** `retry.on_status` of the webhook. Default: the key is left out. */
+  readonly retryOnStatus?: readonly (number | '4xx' | '5xx')[];
 }
 
 /**
@@ -30,7 +32,11 @@ export function testConfig(options: TestConfigOptions): object {
         name: 'receiver',
         url: options.receiver.url,
         timeout: options.timeout ?? '30s',
-        retry: { initial_delay: '100ms', max_delay: '1s' },
+        retry: {
+          initial_delay: '100ms',
+          max_delay: '1s',
+          ...(options.retryOnStatus === undefined ? {} : { on_status: options.retryOnStatus }),
+        },
       },
     ],
     triggers: options.tables.map((table) => ({
