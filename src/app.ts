@@ -115,10 +115,14 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
   });
 
   const done = source.run();
+  const shutdownWatch = watchServerShutdown(catalog, statusIntervalMs, () => pipeline.tracker.heldTransactions > 0, (reason) =>
+    source?.dropConnection(reason),
+  );
   let closing: Promise<void> | null = null;
   function close(): Promise<void> {
     closing ??= (async () => {
       logger.info({ inflightEvents: pipeline.inflightEvents }, 'walhook stopping');
+      clearInterval(shutdownWatch);
       source?.setPaused(true);
       await Promise.all([...sinks.values()].map((sink) => sink.close(config.shutdownTimeoutMs)));
       await source?.close();
@@ -198,4 +202,39 @@ function urlTemplatesOf(config: WalhookConfig): Map<string, UrlTemplate> {
     templates.set(webhook.name, parseUrlTemplate(webhook.url));
   }
   return templates;
+}
+
+/** SQLSTATEs of a server that is shutting down or restarting (class 57, operator intervention). */
+const SERVER_GOING_DOWN = new Set(['57P01', '57P02', '57P03']);
+
+/**
+ * Checks, while deliveries are pending, whether PostgreSQL is shutting down. A fast
+ * shutdown waits for each walsender until its client confirmed everything sent, and
+ * walhook must not confirm past a pending delivery, so the shutdown would wait for the
+ * receiver. Dropping the replication connection lets the server stop; walhook
+ * reconnects when it is back, and the slot resends what was not confirmed.
+ */
+function watchServerShutdown(
+  catalog: pg.Pool,
+  intervalMs: number,
+  hasPending: () => boolean,
+  drop: (reason: string) => void,
+): NodeJS.Timeout {
+  let checking = false;
+  const timer = setInterval(() => {
+    if (checking || !hasPending()) return;
+    checking = true;
+    catalog
+      .query('SELECT 1')
+      .catch((err: { code?: string }) => {
+        if (err.code !== undefined && SERVER_GOING_DOWN.has(err.code)) {
+          drop(`PostgreSQL is shutting down (${err.code}) while deliveries are pending`);
+        }
+      })
+      .finally(() => {
+        checking = false;
+      });
+  }, intervalMs);
+  timer.unref();
+  return timer;
 }

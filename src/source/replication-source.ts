@@ -173,6 +173,17 @@ export class ReplicationSource {
   }
 
   /** Sends a last status update and closes the connection. Idempotent. */
+  /**
+   * Drops the replication connection without confirming more; run() reconnects with
+   * backoff. Used when PostgreSQL is shutting down: its walsender waits for the client
+   * to confirm everything sent, which walhook must not do while deliveries are pending.
+   */
+  dropConnection(reason: string): void {
+    if (!this.#streaming) return;
+    this.#logger.warn({ reason }, 'dropping the replication connection');
+    void this.#stopService();
+  }
+
   async close(): Promise<void> {
     if (this.#closed.signal.aborted) return;
     this.sendStatus();
