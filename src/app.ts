@@ -3,6 +3,7 @@
  * runs them, and shuts them down in the order that keeps the at-least-once rule.
  */
 import type { Logger } from 'pino';
+import type { Metrics } from './ops/metrics.js';
 import type { WalhookConfig } from './config/types.js';
 import { formatLsn } from './core/lsn.js';
 import { redactUrl } from './core/logger.js';
@@ -24,8 +25,20 @@ const MAX_STATUS_INTERVAL_MS = 10_000;
 export interface RunningWalhook {
   /** Settles when streaming stops: resolves after close(), rejects on a fatal error. */
   readonly done: Promise<void>;
+  /** True while the replication connection streams. */
+  readonly streaming: boolean;
   /** Stops reading, waits for in-flight requests up to the shutdown deadline, confirms, disconnects. */
   close(): Promise<void>;
+  /**
+   * Stops reading, status updates and new delivery attempts at once, for a leader that
+   * lost its lock: another replica may already stream, so nothing more is confirmed.
+   */
+  fence(): void;
+}
+
+export interface WalhookDeps {
+  /** Prometheus metrics; absent in commands that do not serve them. */
+  readonly metrics?: Metrics;
 }
 
 export function summarizeConfig(config: WalhookConfig): Record<string, unknown> {
@@ -44,7 +57,8 @@ export function summarizeConfig(config: WalhookConfig): Record<string, unknown> 
   };
 }
 
-export async function startWalhook(config: WalhookConfig, logger: Logger): Promise<RunningWalhook> {
+export async function startWalhook(config: WalhookConfig, logger: Logger, deps: WalhookDeps = {}): Promise<RunningWalhook> {
+  const metrics = deps.metrics;
   logger.info({ config: summarizeConfig(config) }, 'walhook starting');
 
   const tables = uniqueTables(config);
@@ -72,7 +86,11 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
 
   const sinks = new Map<string, DeliveryEngine>();
   for (const webhook of config.webhooks) {
-    sinks.set(webhook.name, new DeliveryEngine(webhook, deliveryOptionsOf(webhook), { logger, deadLetters }));
+    const observer = metrics?.observer(webhook.name);
+    sinks.set(
+      webhook.name,
+      new DeliveryEngine(webhook, deliveryOptionsOf(webhook), { logger, deadLetters, ...(observer ? { observer } : {}) }),
+    );
   }
 
   let source: ReplicationSource | null = null;
@@ -83,7 +101,11 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
     messageTriggers: config.messageTriggers,
     limits: { maxInflightEvents: config.maxInflightEvents, maxInflightBytes: config.maxInflightBytes },
     onConfirmedAdvance: () => source?.confirmedAdvanced(),
-    onBackpressure: (paused) => source?.setPaused(paused),
+    onBackpressure: (paused) => {
+      metrics?.setReadPaused(paused);
+      source?.setPaused(paused);
+    },
+    onEventQueued: (trigger, webhook, op) => metrics?.eventCaptured(trigger, webhook, op),
     types,
     encodeOptions,
     urlTemplates: urlTemplatesOf(config),
@@ -118,11 +140,21 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
   const shutdownWatch = watchServerShutdown(catalog, statusIntervalMs, () => pipeline.tracker.heldTransactions > 0, (reason) =>
     source?.dropConnection(reason),
   );
+  const removeMetricsHook = metrics?.beforeRender(() => {
+    metrics.setInflight(pipeline.inflightEvents, pipeline.inflightBytes);
+    metrics.setConfirmedLsn(pipeline.tracker.confirmedLsn);
+  });
   let closing: Promise<void> | null = null;
+  function fence(): void {
+    logger.warn('fencing: no more reads, confirmations or delivery attempts');
+    source?.fence();
+    for (const sink of sinks.values()) void sink.close(0);
+  }
   function close(): Promise<void> {
     closing ??= (async () => {
       logger.info({ inflightEvents: pipeline.inflightEvents }, 'walhook stopping');
       clearInterval(shutdownWatch);
+      removeMetricsHook?.();
       source?.setPaused(true);
       await Promise.all([...sinks.values()].map((sink) => sink.close(config.shutdownTimeoutMs)));
       await source?.close();
@@ -134,7 +166,14 @@ export async function startWalhook(config: WalhookConfig, logger: Logger): Promi
     })();
     return closing;
   }
-  return { done, close };
+  return {
+    done,
+    close,
+    fence,
+    get streaming() {
+      return source?.streaming ?? false;
+    },
+  };
 }
 
 function uniqueTables(config: WalhookConfig): { schema: string; name: string }[] {

@@ -2,21 +2,20 @@
  * `walhook run`: streams until SIGTERM or SIGINT, then shuts down within the
  * configured deadline and exits 0.
  */
-import { startWalhook } from '../app.js';
-import { loadConfigOrExitCode } from './config-file.js';
-import type { WalhookError } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
+import { startService } from '../service.js';
+import { loadConfigOrExitCode } from './config-file.js';
 
 export async function runCommand(configFile: string): Promise<number> {
   const config = loadConfigOrExitCode(configFile);
   if (typeof config === 'number') return config;
 
   const logger = createLogger(config.log.level);
-  let app;
+  let service;
   try {
-    app = await startWalhook(config, logger);
+    service = await startService(config, logger);
   } catch (err) {
-    logger.fatal({ err, code: (err as WalhookError).code }, `walhook cannot start: ${(err as Error).message}`);
+    logger.fatal({ err }, `walhook cannot start: ${(err as Error).message}`);
     return 1;
   }
 
@@ -28,19 +27,12 @@ export async function runCommand(configFile: string): Promise<number> {
     }
     signalled = true;
     logger.info({ signal }, 'signal received, shutting down');
-    void app.close();
+    void service.stop();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-
   try {
-    await app.done;
-    await app.close();
-    return 0;
-  } catch (err) {
-    logger.fatal({ err, code: (err as WalhookError).code }, `walhook stopped: ${(err as Error).message}`);
-    await app.close().catch(() => undefined);
-    return 1;
+    return await service.done;
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);

@@ -43,6 +43,8 @@ export interface PipelineDeps {
   readonly types?: TypeRegistry;
   /** Value rendering per webhook name, such as `stringify_numeric`. */
   readonly encodeOptions?: (webhook: string) => EncodeOptions;
+  /** Called for each event queued for delivery, for metrics. */
+  readonly onEventQueued?: (trigger: string, webhook: string, op: string) => void;
   /** Triggers on logical decoding messages. Default none. */
   readonly messageTriggers?: readonly MessageTriggerConfig[];
   /** Webhook URLs with `{{ }}` placeholders, by webhook name. */
@@ -319,6 +321,7 @@ export class Pipeline {
     this.tracker.addPending(handle);
     this.#inflightEvents += 1;
     this.#inflightBytes += bytes;
+    this.#deps.onEventQueued?.(item.triggerName, webhook, item.op);
     sink.enqueue({
       envelope,
       triggerName: item.triggerName,

@@ -93,6 +93,7 @@ export class ReplicationSource {
   #coalesceTimer: NodeJS.Timeout | undefined;
   #lastSentLsn: Lsn = -1n;
   #streaming = false;
+  #fenced = false;
   /** Columns already warned about, so the warning appears once per column. */
   readonly #ambiguousNullsReported = new Set<string>();
 
@@ -159,10 +160,19 @@ export class ReplicationSource {
     }, STATUS_COALESCE_MS);
   }
 
+  /**
+   * Stops reading and sending status updates for good, without closing the
+   * connection gracefully. The caller then closes; nothing more is confirmed.
+   */
+  fence(): void {
+    this.#fenced = true;
+    this.setPaused(true);
+  }
+
   /** Sends the confirmed position now. Returns false when no connection is up. */
   sendStatus(replyRequested = false): boolean {
     const connection = this.#connection();
-    if (connection === null || !this.#streaming) return false;
+    if (connection === null || !this.#streaming || this.#fenced) return false;
     const lsn = this.#deps.confirmedLsn();
     connection.sendCopyFromChunk(standbyStatusUpdate(lsn, Date.now(), replyRequested));
     if (lsn !== this.#lastSentLsn) {

@@ -69,7 +69,13 @@ const OUTPUT_TAIL_LINES = 20;
 export async function startWalhook(options: StartWalhookOptions): Promise<WalhookProcess> {
   const configDir = await mkdtemp(join(tmpdir(), 'walhook-config-'));
   const configPath = join(configDir, 'walhook.yaml');
-  const text = typeof options.config === 'string' ? options.config : YAML.stringify(options.config);
+  // Tests run several walhook processes at once: serve on a free loopback port unless
+  // the test configures the server itself.
+  const config =
+    typeof options.config === 'object' && !('server' in options.config)
+      ? { ...options.config, server: { host: '127.0.0.1', port: 0 } }
+      : options.config;
+  const text = typeof config === 'string' ? config : YAML.stringify(config);
   await writeFile(configPath, text, { mode: 0o600 });
 
   const entryPoint = options.entryPoint ?? 'src/cli/main.ts';

@@ -68,7 +68,16 @@ export interface DeadLetterWriter {
 
 /** Hooks for metrics; every method is optional. */
 export interface DeliveryObserver {
-  attempt?(event: { webhook: string; events: number; status: number | null; ok: boolean; durationMs: number }): void;
+  attempt?(event: {
+    webhook: string;
+    events: number;
+    status: number | null;
+    ok: boolean;
+    durationMs: number;
+    /** Earlier attempts of the same events. */
+    attempt: number;
+    items: readonly DeliveryItem[];
+  }): void;
   done?(item: DeliveryItem, outcome: DeliveryOutcome): void;
   breakerOpened?(webhook: string): void;
   blocked?(webhook: string, blocked: boolean): void;
@@ -346,6 +355,8 @@ export class DeliveryEngine {
           status: result.status,
           ok: result.ok,
           durationMs,
+          attempt,
+          items,
         });
 
         if (result.ok) {
