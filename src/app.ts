@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { Metrics } from './ops/metrics.js';
+import { combineObservers } from './ops/activity.js';
 import type { WalhookConfig } from './config/types.js';
 import { formatLsn } from './core/lsn.js';
 import { redactUrl } from './core/logger.js';
@@ -13,9 +14,10 @@ import { TypeRegistry } from './pipeline/pg-types.js';
 import { parseUrlTemplate, type UrlTemplate } from './filters/index.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { sessionOptions } from './source/session-settings.js';
+import { qualifiedName, quoteIdentifier } from './source/sql.js';
 import { ReplicationSource } from './source/replication-source.js';
 import { prepareSource } from './source/setup.js';
-import { DeliveryEngine } from './sinks/webhook/delivery-engine.js';
+import { DeliveryEngine, type DeliveryObserver } from './sinks/webhook/delivery-engine.js';
 import type { DeliveryOptions } from './sinks/webhook/options.js';
 import { DeadLetterStore } from './sinks/dead-letter/store.js';
 import type { WebhookConfig } from './config/types.js';
@@ -39,6 +41,8 @@ export interface RunningWalhook {
 export interface WalhookDeps {
   /** Prometheus metrics; absent in commands that do not serve them. */
   readonly metrics?: Metrics;
+  /** Returns a further observer for the delivery engine of a webhook, such as the status page's activity log. */
+  readonly deliveryObserver?: (webhook: string) => DeliveryObserver;
 }
 
 export function summarizeConfig(config: WalhookConfig): Record<string, unknown> {
@@ -86,11 +90,8 @@ export async function startWalhook(config: WalhookConfig, logger: Logger, deps: 
 
   const sinks = new Map<string, DeliveryEngine>();
   for (const webhook of config.webhooks) {
-    const observer = metrics?.observer(webhook.name);
-    sinks.set(
-      webhook.name,
-      new DeliveryEngine(webhook, deliveryOptionsOf(webhook), { logger, deadLetters, ...(observer ? { observer } : {}) }),
-    );
+    const observer = combineObservers(metrics?.observer(webhook.name), deps.deliveryObserver?.(webhook.name));
+    sinks.set(webhook.name, new DeliveryEngine(webhook, deliveryOptionsOf(webhook), { logger, deadLetters, observer }));
   }
 
   let source: ReplicationSource | null = null;
@@ -109,6 +110,18 @@ export async function startWalhook(config: WalhookConfig, logger: Logger, deps: 
     types,
     encodeOptions,
     urlTemplates: urlTemplatesOf(config),
+    reselect: async (table, key, columns) => {
+      // Positional aliases keep column names with any characters out of the row keys.
+      const list = columns.map((name, index) => `${quoteIdentifier(name)}::text AS c${index}`).join(', ');
+      const where = key.map((part, index) => `${quoteIdentifier(part.name)} = $${index + 1}`).join(' AND ');
+      const { rows } = await catalog.query<Record<string, string | null>>(
+        `SELECT ${list} FROM ${qualifiedName(table.schema, table.name)} WHERE ${where} LIMIT 1`,
+        key.map((part) => part.value),
+      );
+      const row = rows[0];
+      if (row === undefined) return null;
+      return new Map(columns.map((name, index) => [name, row[`c${index}`] ?? null]));
+    },
     onFatal: (err) => {
       logger.fatal({ err }, 'processing held replication messages failed');
       void close();

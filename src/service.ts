@@ -1,6 +1,7 @@
 /**
- * The long-running walhook process: the HTTP server (/healthz, /readyz, /metrics), the
- * slot monitor, and the leader election that decides whether this replica streams.
+ * The long-running walhook process: the HTTP server (/healthz, /readyz, /metrics and
+ * the status page), the slot monitor, and the leader election that decides whether
+ * this replica streams.
  * Only the leader streams; a standby waits for the lock. A leader that loses its lock
  * session is fenced at once, because another replica may already stream.
  */
@@ -9,11 +10,13 @@ import { type RunningWalhook, startWalhook } from './app.js';
 import type { WalhookConfig } from './config/types.js';
 import { WalhookError } from './core/errors.js';
 import { backoffDelayMs, sleep } from './core/retry.js';
+import { ActivityLog } from './ops/activity.js';
 import { OpsServer } from './ops/http-server.js';
 import { LeaderElection } from './ops/leader.js';
 import { Metrics } from './ops/metrics.js';
 import { assessReadiness } from './ops/readiness.js';
 import { SlotMonitor } from './ops/slot-monitor.js';
+import { StatusReporter } from './ops/status-report.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -62,6 +65,9 @@ export async function startService(config: WalhookConfig, logger: Logger): Promi
     },
   );
 
+  const activity = new ActivityLog({ lagBytes: () => slotMonitor.latest?.lagBytes ?? null });
+  activity.start();
+
   const election = new LeaderElection(
     { connection: config.source.connection, slot: config.source.slot, pollIntervalMs: config.leader.pollIntervalMs },
     {
@@ -82,7 +88,10 @@ export async function startService(config: WalhookConfig, logger: Logger): Promi
     if (stopping || running !== null || starting !== null || slotMonitor.lostError !== null) return;
     starting = (async () => {
       try {
-        const app = await startWalhook(config, logger, { metrics });
+        const app = await startWalhook(config, logger, {
+          metrics,
+          deliveryObserver: (webhook) => activity.observer(webhook),
+        });
         running = app;
         restartFailures = 0;
         app.done.then(
@@ -120,17 +129,39 @@ export async function startService(config: WalhookConfig, logger: Logger): Promi
       });
   }
 
-  const server = config.server.enabled
-    ? new OpsServer(
-        { host: config.server.host, port: config.server.port },
-        {
-          logger,
-          metrics,
-          readiness: () =>
-            assessReadiness({ stopping, election, streaming: running?.streaming ?? false, slotMonitor }),
+  const readiness = () =>
+    assessReadiness({ stopping, election, streaming: running?.streaming ?? false, slotMonitor });
+  const statusReporter = config.server.enabled
+    ? new StatusReporter({
+        config,
+        logger,
+        activity,
+        readiness,
+        slot: () => {
+          const snapshot = slotMonitor.latest;
+          const condition = slotMonitor.condition;
+          return snapshot === null || condition === null ? null : { snapshot, condition };
         },
-      )
+        lockSessionPid: () => election.sessionPid,
+      })
     : null;
+  const server =
+    statusReporter === null
+      ? null
+      : new OpsServer(
+          { host: config.server.host, port: config.server.port },
+          {
+            logger,
+            metrics,
+            readiness,
+            statusPage: {
+              report: () => statusReporter.report(),
+              redeliver: (id) => statusReporter.redeliver(id),
+              adminToken: config.server.adminToken,
+              slot: config.source.slot,
+            },
+          },
+        );
 
   let stopped: Promise<void> | null = null;
   function stop(code: number = EXIT_OK): Promise<void> {
@@ -140,6 +171,8 @@ export async function startService(config: WalhookConfig, logger: Logger): Promi
       await election.close().catch((err: unknown) => logger.warn({ err }, 'closing the leader election failed'));
       await slotMonitor.close();
       await server?.close();
+      activity.stop();
+      await statusReporter?.close();
       finish(code);
     })();
     return stopped;

@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 /**
  * walhook command line. Exit codes: 0 success, 1 runtime failure (database state,
- * connection), 2 invalid configuration or usage.
+ * connection), an unhealthy `status` or a rejected `teardown`, 2 invalid configuration
+ * or usage.
  */
 import { Command, CommanderError } from 'commander';
 import { addDeadLetterCommands } from './dead-letters.js';
 import { runCommand } from './run.js';
+import { addStatusCommand } from './status.js';
+import { addTeardownCommand } from './teardown.js';
 import { validateCommand } from './validate.js';
 
 export const EXIT_OK = 0;
@@ -17,7 +20,15 @@ const program = new Command()
   .description('Stream PostgreSQL row changes to webhooks through logical replication, at least once.')
   .addHelpText(
     'after',
-    '\nExit codes:\n  0  success\n  1  runtime failure (database state, connection, fatal error)\n  2  invalid configuration or usage\n',
+    [
+      '',
+      'Exit codes:',
+      '  0  success; for status: everything is healthy',
+      '  1  runtime failure (database state, connection, fatal error); for status: something',
+      '     needs attention; for teardown: rejected because a replica leads or the slot is active',
+      '  2  invalid configuration or usage',
+      '',
+    ].join('\n'),
   )
   .exitOverride();
 
@@ -40,6 +51,8 @@ program
   });
 
 addDeadLetterCommands(program);
+addStatusCommand(program);
+addTeardownCommand(program);
 
 try {
   await program.parseAsync(process.argv);

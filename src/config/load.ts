@@ -82,6 +82,7 @@ function normalize(parsed: ParsedConfig): WalhookConfig {
       publication: parsed.source.publication,
       plugin: parsed.source.plugin,
       maxLagBytes: parsed.source.max_lag_bytes,
+      replicaIdentityFull: parsed.source.replica_identity_full,
     },
     webhooks: parsed.webhooks.map((webhook) => ({
       name: webhook.name,
@@ -131,6 +132,7 @@ function normalize(parsed: ParsedConfig): WalhookConfig {
               // Listed in the canonical order, whatever the order in the file.
               operations: OPERATIONS.filter((operation) => trigger.operations.includes(operation)),
               webhook: trigger.webhook,
+              unchangedToast: trigger.unchanged_toast,
               ...normalizeTriggerFilters(trigger),
             },
           ],

@@ -226,6 +226,11 @@ const sourceSchema = z.strictObject({
   plugin: z.enum(PLUGINS).prefault('pgoutput'),
   /** WAL the slot may retain before walhook warns, in bytes or as `512MiB`. Default `1GiB`. */
   max_lag_bytes: byteSizeSchema('1GiB'),
+  /**
+   * Set REPLICA IDENTITY FULL on every configured table at start, so updates and
+   * deletes carry whole old rows. Each change is logged. Default `false`.
+   */
+  replica_identity_full: z.boolean().prefault(false),
 });
 
 const retrySchema = z
@@ -373,6 +378,12 @@ const triggerSchema = z.strictObject({
   /** Name of the webhook that receives the events. Required. */
   webhook: z.string(),
   ...triggerFilterShape,
+  /**
+   * A TOASTed value that an update left unchanged: `omit` leaves it out of `new` and
+   * names it in `event.unchanged_columns`; `reselect` reads the current value by key
+   * before delivery, which may be newer than the change. Default `omit`.
+   */
+  unchanged_toast: z.enum(['omit', 'reselect']).prefault('omit'),
 }).superRefine(checkColumnsNeedUpdate, {
   // Also run when other keys are invalid, so that this problem is reported with theirs.
   when: (payload) => typeof payload.value === 'object' && payload.value !== null,

@@ -32,6 +32,8 @@ export interface SourceConfig {
   readonly plugin: PluginName;
   /** WAL the slot may retain before walhook warns, in bytes. Default 1 GiB. */
   readonly maxLagBytes: bigint;
+  /** Set REPLICA IDENTITY FULL on the configured tables at start. Default false. */
+  readonly replicaIdentityFull: boolean;
 }
 
 export interface RetryConfig {
@@ -86,6 +88,8 @@ export interface TriggerConfig extends TriggerFilterConfig {
   readonly operations: readonly Operation[];
   /** Name of an entry in `webhooks`. */
   readonly webhook: string;
+  /** Unchanged TOAST values: left out (`omit`, the default) or read again by key (`reselect`). */
+  readonly unchangedToast: 'omit' | 'reselect';
 }
 
 /** Optional trigger keys that filter and shape events, evaluated by src/filters. A key absent from the file is absent here. */

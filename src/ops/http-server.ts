@@ -1,14 +1,16 @@
 /**
- * The operations HTTP server: `/healthz` for liveness, `/readyz` for readiness and
- * `/metrics` for Prometheus. Built on node:http because three read-only routes need
- * no framework. Responses contain no secret from the configuration: readiness messages
- * carry PostgreSQL's error text, which names hosts and roles but never a password.
+ * The operations HTTP server: `/healthz` for liveness, `/readyz` for readiness,
+ * `/metrics` for Prometheus, and with `statusPage` the status page at `/` and its JSON
+ * routes (status-page.ts). Built on node:http because a few routes need no framework.
+ * Responses contain no secret from the configuration: readiness messages carry
+ * PostgreSQL's error text, which names hosts and roles but never a password.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ReadinessState } from './readiness.js';
+import { STATUS_PAGE_ROUTES, type StatusPageDeps, StatusPageRoutes } from './status-page.js';
 
 export interface OpsServerOptions {
   /** Address to bind, such as `0.0.0.0` or `127.0.0.1`. */
@@ -33,6 +35,8 @@ export interface OpsServerDeps {
   readonly metrics: MetricsSource;
   /** Returns the current readiness; called once per `/readyz` request. */
   readonly readiness: () => ReadinessState;
+  /** Serves the status page and its API when set. */
+  readonly statusPage?: Omit<StatusPageDeps, 'logger'>;
 }
 
 const DEFAULT_MAX_EVENT_LOOP_DELAY_MS = 5_000;
@@ -49,6 +53,7 @@ export class OpsServer {
   readonly #logger: Logger;
   readonly #server: Server;
   readonly #delay: IntervalHistogram;
+  readonly #statusPage: StatusPageRoutes | null;
   #windowTimer: NodeJS.Timeout | undefined;
   #previousWindowMaxMs = 0;
   #closing: Promise<void> | null = null;
@@ -58,6 +63,8 @@ export class OpsServer {
     this.#deps = deps;
     this.#logger = deps.logger.child({ component: 'http-server' });
     this.#delay = monitorEventLoopDelay({ resolution: DELAY_RESOLUTION_MS });
+    this.#statusPage =
+      deps.statusPage === undefined ? null : new StatusPageRoutes({ ...deps.statusPage, logger: deps.logger });
     this.#server = createServer((request, response) => {
       void this.#handle(request, response);
     });
@@ -113,12 +120,13 @@ export class OpsServer {
 
   async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     try {
+      const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+      if (this.#statusPage !== null && (await this.#statusPage.handle(request, response, path))) return;
       if (request.method !== 'GET' && request.method !== 'HEAD') {
         response.setHeader('allow', 'GET, HEAD');
         sendJson(response, 405, { error: 'method not allowed; use GET' });
         return;
       }
-      const path = new URL(request.url ?? '/', 'http://localhost').pathname;
       switch (path) {
         case '/healthz':
           this.#healthz(response);
@@ -129,10 +137,12 @@ export class OpsServer {
         case '/metrics':
           await this.#metrics(response);
           return;
-        default:
+        default: {
+          const pageRoutes = this.#statusPage === null ? '' : `${STATUS_PAGE_ROUTES.join(', ')}, `;
           sendJson(response, 404, {
-            error: 'not found; the routes are /healthz, /readyz and /metrics',
+            error: `not found; the routes are ${pageRoutes}/healthz, /readyz and /metrics`,
           });
+        }
       }
     } catch (err) {
       this.#logger.error({ err, path: request.url }, 'http request failed');

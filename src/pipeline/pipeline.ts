@@ -11,7 +11,7 @@ import type { DecodedMessage } from '../source/messages.js';
 import type { DeliveryItem } from '../sinks/webhook/delivery-engine.js';
 import { UNCHANGED_TOAST } from '../source/messages.js';
 import type { RowChange, TransactionInfo } from './change.js';
-import { type Envelope, PG_EPOCH_MS, buildEnvelope, buildMessageEnvelope, envelopeBody } from './envelope.js';
+import { type Envelope, type EnvelopeOptions, PG_EPOCH_MS, buildEnvelope, buildMessageEnvelope, envelopeBody } from './envelope.js';
 import type { EncodeOptions } from './json-values.js';
 import { BodyTransform, TriggerFilter, baseTypesFrom, renderUrl, type UrlTemplate } from '../filters/index.js';
 import type { TypeRegistry } from './pg-types.js';
@@ -43,6 +43,15 @@ export interface PipelineDeps {
   readonly types?: TypeRegistry;
   /** Value rendering per webhook name, such as `stringify_numeric`. */
   readonly encodeOptions?: (webhook: string) => EncodeOptions;
+  /**
+   * Reads the current text values of `columns` of the row with the given key values,
+   * for `unchanged_toast: reselect`; resolves null when the row is gone.
+   */
+  readonly reselect?: (
+    table: { readonly schema: string; readonly name: string },
+    key: readonly { readonly name: string; readonly value: string }[],
+    columns: readonly string[],
+  ) => Promise<Map<string, string | null> | null>;
   /** Called for each event queued for delivery, for metrics. */
   readonly onEventQueued?: (trigger: string, webhook: string, op: string) => void;
   /** Triggers on logical decoding messages. Default none. */
@@ -310,6 +319,8 @@ export class Pipeline {
       op: string;
       lsn: string;
       transform: BodyTransform | null;
+      /** Returns the envelope with reselected TOAST values; null keeps `envelope`. */
+      reselected?: (() => Promise<Envelope>) | null;
       commitTimeMs: number | undefined;
     },
   ): void {
@@ -317,6 +328,7 @@ export class Pipeline {
     if (sink === undefined) throw new Error(`trigger ${item.triggerName}: no sink for webhook ${webhook}`);
     const bytes = envelopeBody(envelope, null, 0).length;
     const transform = item.transform;
+    const reselected = item.reselected ?? null;
     const urlTemplate = this.#deps.urlTemplates?.get(webhook);
     this.tracker.addPending(handle);
     this.#inflightEvents += 1;
@@ -333,11 +345,14 @@ export class Pipeline {
       op: item.op,
       lsn: item.lsn,
       ...(item.commitTimeMs === undefined ? {} : { commitTimeMs: item.commitTimeMs }),
-      ...(transform === null
+      ...(transform === null && !reselected
         ? {}
         : {
-            render: (currentRetry: number, maxRetries: number | null) =>
-              transform.renderBody(envelopeBody(envelope, maxRetries, currentRetry)),
+            render: async (currentRetry: number, maxRetries: number | null) => {
+              const source = reselected ? await reselected() : envelope;
+              const body = envelopeBody(source, maxRetries, currentRetry);
+              return transform === null ? body : transform.renderBody(body);
+            },
           }),
       ...(urlTemplate === undefined ? {} : { resolveUrl: () => renderUrl(urlTemplate, envelopeBody(envelope, null, 0)) }),
       onDone: () => this.#delivered(handle, bytes),
@@ -346,10 +361,25 @@ export class Pipeline {
   }
 
   #dispatch(handle: TransactionHandle, trigger: TriggerConfig, change: RowChange, filter: TriggerFilter | undefined): void {
-    const envelope = buildEnvelope(trigger.name, change, {
+    const options = {
       ...this.#deps.encodeOptions?.(trigger.webhook),
       projection: filter?.projection(change.relation) ?? null,
-    });
+    };
+    const envelope = buildEnvelope(trigger.name, change, options);
+    let reselected: (() => Promise<Envelope>) | null = null;
+    if (trigger.unchangedToast === 'reselect' && change.op === 'UPDATE' && this.#deps.reselect !== undefined) {
+      const reselect = this.#deps.reselect;
+      if (change.newTuple.includes(UNCHANGED_TOAST)) {
+        let pending: Promise<Envelope> | null = null;
+        reselected = () => {
+          pending ??= reselectEnvelope(trigger.name, change, options, reselect).catch((err: unknown) => {
+            pending = null;
+            throw err;
+          });
+          return pending;
+        };
+      }
+    }
     const table = { schema: change.relation.schema, name: change.relation.name };
     const tableKey = JSON.stringify([table.schema, table.name]);
     this.#enqueue(handle, trigger.webhook, envelope, {
@@ -361,6 +391,7 @@ export class Pipeline {
       op: change.op,
       lsn: formatLsn(change.lsn),
       transform: filter?.bodyTransform ?? null,
+      reselected,
       commitTimeMs: Number(change.transaction.commitTimeMicros / 1000n) + PG_EPOCH_MS,
     });
   }
@@ -452,4 +483,32 @@ function rowKeyOf(change: RowChange): string | undefined {
     parts.push(value === UNCHANGED_TOAST ? null : (value ?? null));
   });
   return parts.length > 2 ? JSON.stringify(parts) : undefined;
+}
+
+/**
+ * Rebuilds an update's envelope with its unchanged TOAST values read from the table by
+ * key. The values are the row's current ones, which may be newer than the change. When
+ * the row is gone, the original envelope (with `unchanged_columns`) is kept.
+ */
+async function reselectEnvelope(
+  triggerName: string,
+  change: Extract<RowChange, { op: 'UPDATE' }>,
+  options: EnvelopeOptions,
+  reselect: NonNullable<PipelineDeps['reselect']>,
+): Promise<Envelope> {
+  const columns = change.relation.columns;
+  const key: { name: string; value: string }[] = [];
+  const missing: string[] = [];
+  columns.forEach((column, index) => {
+    const value = change.newTuple[index];
+    if (column.isKey && typeof value === 'string') key.push({ name: column.name, value });
+    if (value === UNCHANGED_TOAST) missing.push(column.name);
+  });
+  const values = key.length === 0 ? null : await reselect(change.relation, key, missing);
+  if (values === null) return buildEnvelope(triggerName, change, options);
+  const newTuple = change.newTuple.map((value, index) => {
+    const name = columns[index]?.name;
+    return value === UNCHANGED_TOAST && name !== undefined && values.has(name) ? (values.get(name) ?? null) : value;
+  });
+  return buildEnvelope(triggerName, { ...change, newTuple }, options);
 }

@@ -69,7 +69,11 @@ interface TableRow {
   can_select: boolean;
 }
 
-async function checkTables(client: pg.Client, tables: readonly TableName[], findings: Finding[]): Promise<void> {
+/**
+ * Adds an error for each table that is missing, is no table, cannot be read or has no
+ * key for updates and deletes, and a note for each table whose old rows carry only the key.
+ */
+export async function checkTables(client: pg.Client, tables: readonly TableName[], findings: Finding[]): Promise<void> {
   for (const table of tables) {
     const label = `${table.schema}.${table.name}`;
     const { rows } = await client.query<TableRow>(

@@ -52,6 +52,7 @@ export async function prepareSource(
     await checkTablesExist(client, tables);
     await requireFullIdentity(client, triggers);
     const slotBefore = await readSlot(client, config.slot);
+    if (config.replicaIdentityFull) await setReplicaIdentityFull(client, tables, logger);
     await ensurePublication(client, config, tables, logger, slotBefore !== null);
     const slot = await ensureSlot(client, config, slotBefore, logger);
     const walSenderTimeoutMs = await readWalSenderTimeout(client);
@@ -109,11 +110,16 @@ async function ensurePublication(
   slotExists: boolean,
 ): Promise<void> {
   const publication = quoteIdentifier(config.publication);
-  const { rows } = await client.query<{ puballtables: boolean }>(
-    'SELECT puballtables FROM pg_publication WHERE pubname = $1',
+  const { rows } = await client.query<{ puballtables: boolean; pubviaroot: boolean | null }>(
+    `SELECT puballtables, ${(await serverVersion(client)) >= 130000 ? 'pubviaroot' : 'NULL::boolean AS pubviaroot'}
+     FROM pg_publication WHERE pubname = $1`,
     [config.publication],
   );
   const existing = rows[0];
+  // A trigger on a partitioned table receives the changes of all its partitions, also
+  // ones attached later, under the table's own name (PostgreSQL 13 or later).
+  const partitioned = await partitionedTables(client, tables);
+  const viaRoot = partitioned.length > 0 ? ' WITH (publish_via_partition_root = true)' : '';
   if (existing === undefined) {
     // wal2json reads no publication, so only pgoutput needs it to predate the slot.
     // walhook creates it for wal2json too: then PostgreSQL rejects updates and deletes
@@ -129,14 +135,29 @@ async function ensurePublication(
     }
     const list = tables.map((t) => qualifiedName(t.schema, t.name)).join(', ');
     // Without tables (only message triggers) the publication starts empty.
-    await client.query(`CREATE PUBLICATION ${publication}${list === '' ? '' : ` FOR TABLE ${list}`}`);
+    await client.query(`CREATE PUBLICATION ${publication}${list === '' ? '' : ` FOR TABLE ${list}`}${viaRoot}`);
     logger.info({ publication: config.publication, tables: tables.length }, 'publication created');
     return;
   }
+  if (partitioned.length > 0 && existing.pubviaroot === false) {
+    await client.query(`ALTER PUBLICATION ${publication} SET (publish_via_partition_root = true)`);
+    logger.warn(
+      { publication: config.publication, tables: partitioned },
+      'publication set to publish_via_partition_root, so partition changes arrive under the partitioned table',
+    );
+  }
   if (existing.puballtables) return;
 
+  // Members listed directly (pg_publication_rel) and through schemas or leaf partitions
+  // (pg_publication_tables), so a partitioned table is not added twice.
   const published = await client.query<{ schemaname: string; tablename: string }>(
-    'SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1',
+    `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1
+     UNION
+     SELECT n.nspname, c.relname FROM pg_publication_rel r
+       JOIN pg_publication p ON p.oid = r.prpubid
+       JOIN pg_class c ON c.oid = r.prrelid
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE p.pubname = $1`,
     [config.publication],
   );
   const have = new Set(published.rows.map((r) => `${r.schemaname}\u0000${r.tablename}`));
@@ -252,3 +273,51 @@ export function slotPredatesPublication(config: SourceConfig): SourceStateError 
       `'${config.slot}')) and start walhook again: it creates the publication first, then the slot`,
   );
 }
+
+async function serverVersion(client: pg.Client): Promise<number> {
+  const { rows } = await client.query<{ server_version_num: string }>('SHOW server_version_num');
+  return Number(rows[0]?.server_version_num ?? 0);
+}
+
+/** Returns the configured tables that are partitioned, as `schema.name`. */
+async function partitionedTables(client: pg.Client, tables: readonly TableName[]): Promise<string[]> {
+  const partitioned: string[] = [];
+  for (const table of tables) {
+    const { rows } = await client.query(
+      `SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'p'`,
+      [table.schema, table.name],
+    );
+    if (rows.length > 0) partitioned.push(`${table.schema}.${table.name}`);
+  }
+  return partitioned;
+}
+
+/**
+ * Sets REPLICA IDENTITY FULL on each configured table that lacks it (and on the
+ * partitions of a partitioned table, which do not inherit it), logging each change.
+ */
+async function setReplicaIdentityFull(client: pg.Client, tables: readonly TableName[], logger: Logger): Promise<void> {
+  for (const table of tables) {
+    const { rows } = await client.query<{ schema: string; name: string; identity: string }>(
+      `WITH target AS (
+         SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relname = $2)
+       SELECT n.nspname AS schema, c.relname AS name, c.relreplident AS identity
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.oid IN (SELECT oid FROM target UNION SELECT relid FROM pg_partition_tree((SELECT oid FROM target)))
+         AND c.relkind IN ('r', 'p')`,
+      [table.schema, table.name],
+    );
+    for (const row of rows) {
+      if (row.identity === 'f') continue;
+      await client.query(`ALTER TABLE ${qualifiedName(row.schema, row.name)} REPLICA IDENTITY FULL`);
+      logger.info(
+        { table: `${row.schema}.${row.name}`, previous: REPLICA_IDENTITY_NAMES[row.identity] ?? row.identity },
+        'replica identity set to FULL (source.replica_identity_full)',
+      );
+    }
+  }
+}
+
+const REPLICA_IDENTITY_NAMES: Record<string, string> = { d: 'DEFAULT', n: 'NOTHING', i: 'USING INDEX', f: 'FULL' };

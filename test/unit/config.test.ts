@@ -54,6 +54,7 @@ test('config normalizes a minimal file with defaults', () => {
       publication: 'walhook',
       plugin: 'pgoutput',
       maxLagBytes: 1024n ** 3n,
+      replicaIdentityFull: false,
     },
     webhooks: [
       {
@@ -79,6 +80,7 @@ test('config normalizes a minimal file with defaults', () => {
         table: { schema: 'public', name: 'orders' },
         operations: ['insert', 'update', 'delete', 'truncate'],
         webhook: 'orders-api',
+        unchangedToast: 'omit',
       },
     ],
     messageTriggers: [],
@@ -122,6 +124,7 @@ shutdown_timeout: 2m
     publication: 'orders_pub',
     plugin: 'wal2json',
     maxLagBytes: 1024n ** 3n,
+    replicaIdentityFull: false,
   });
   const [webhook] = config.webhooks;
   assert.deepEqual(webhook?.headers, { Authorization: 'Bearer abc', 'X-Attempt-Limit': '5' });
@@ -267,7 +270,7 @@ test('config rejects unknown keys with their path', () => {
 test('config lists valid keys when no key is close', () => {
   const text = MINIMAL.replace('source:\n', 'source:\n  database: app\n');
   assert.deepEqual(problemsOf(text), [
-    { path: 'source.database', message: 'unknown key; valid keys are connection, slot, publication, plugin, max_lag_bytes' },
+    { path: 'source.database', message: 'unknown key; valid keys are connection, slot, publication, plugin, max_lag_bytes, replica_identity_full' },
   ]);
 });
 

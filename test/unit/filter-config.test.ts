@@ -32,7 +32,7 @@ function problemsOf(text: string): readonly ConfigProblem[] {
 test('filter keys stay absent when not set', () => {
   const trigger = parse(file(''))['triggers'][0];
   assert.ok(trigger !== undefined);
-  assert.deepEqual(Object.keys(trigger).sort(), ['name', 'operations', 'table', 'webhook']);
+  assert.deepEqual(Object.keys(trigger).sort(), ['name', 'operations', 'table', 'unchangedToast', 'webhook']);
 });
 
 test('filter keys are normalized and frozen', () => {

@@ -68,6 +68,19 @@ export interface ListOptions {
   afterId?: string;
   /** Maximum number of rows. Default DEFAULT_LIST_LIMIT. */
   limit?: number;
+  /** Return the newest rows first (descending id). Default false: oldest first. */
+  newestFirst?: boolean;
+}
+
+/** Dead letters of one trigger, as `summarizeByTrigger` counts them. */
+export interface DeadLetterTriggerSummary {
+  trigger: string;
+  /** Rows not yet redelivered. */
+  pending: number;
+  /** All rows, redelivered or not. */
+  total: number;
+  /** Creation time of the newest row. */
+  newestAt: Date;
 }
 
 export interface PurgeOptions {
@@ -252,7 +265,10 @@ export class DeadLetterStore {
     });
   }
 
-  /** Returns matching rows in id order, oldest first. Rows that were redelivered are left out unless asked for. */
+  /**
+   * Returns matching rows in id order, oldest first unless `newestFirst` is set. Rows
+   * that were redelivered are left out unless asked for.
+   */
   async list(options: ListOptions = {}): Promise<DeadLetterRecord[]> {
     const conditions: string[] = [];
     const values: unknown[] = [];
@@ -281,10 +297,29 @@ export class DeadLetterStore {
 
     const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
     const { rows } = await this.#pool.query<DeadLetterRow>(
-      `SELECT ${SELECT_COLUMNS} FROM ${this.table} ${where} ORDER BY id LIMIT $${values.length}`,
+      `SELECT ${SELECT_COLUMNS} FROM ${this.table} ${where} ORDER BY id ${options.newestFirst === true ? 'DESC' : 'ASC'} LIMIT $${values.length}`,
       values,
     );
     return rows.map(toRecord);
+  }
+
+  /** Counts the rows per trigger, in trigger name order. */
+  async summarizeByTrigger(): Promise<DeadLetterTriggerSummary[]> {
+    const { rows } = await this.#pool.query<{ trigger: string; pending: string; total: string; newest_at: Date }>(
+      `SELECT trigger,
+              count(*) FILTER (WHERE redelivered_at IS NULL)::text AS pending,
+              count(*)::text AS total,
+              max(created_at) AS newest_at
+         FROM ${this.table}
+        GROUP BY trigger
+        ORDER BY trigger`,
+    );
+    return rows.map((row) => ({
+      trigger: row.trigger,
+      pending: Number(row.pending),
+      total: Number(row.total),
+      newestAt: row.newest_at,
+    }));
   }
 
   /** Returns the rows with these ids, redelivered or not, in id order. Unknown ids are left out. */

@@ -77,6 +77,8 @@ export interface DeliveryObserver {
     /** Earlier attempts of the same events. */
     attempt: number;
     items: readonly DeliveryItem[];
+    /** Network error or timeout; null or absent when a response arrived. */
+    error?: string | null;
   }): void;
   done?(item: DeliveryItem, outcome: DeliveryOutcome): void;
   breakerOpened?(webhook: string): void;
@@ -357,6 +359,7 @@ export class DeliveryEngine {
           durationMs,
           attempt,
           items,
+          error: result.error,
         });
 
         if (result.ok) {
