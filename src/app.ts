@@ -76,7 +76,10 @@ export async function startWalhook(config: WalhookConfig, logger: Logger, deps: 
     application_name: 'walhook',
     max: 2,
   });
-  catalog.on('error', (err) => logger.warn({ err }, 'catalog connection failed'));
+  // pg attaches the client to pool errors; log the error's own fields only.
+  catalog.on('error', (err) =>
+    logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'catalog connection failed'),
+  );
   const types = new TypeRegistry(async (sql, params) => (await catalog.query(sql, params as unknown[])).rows);
   await types.loadTables(tables);
   const encodeOptions = encodeOptionsFactory(config, types, logger);

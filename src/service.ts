@@ -109,7 +109,7 @@ export async function startService(config: WalhookConfig, logger: Logger): Promi
   function onStreamFailed(app: RunningWalhook | null, err: unknown): void {
     if (app !== null && running === app) running = null;
     if (stopping) return;
-    const fatal = err instanceof WalhookError && !err.retryable;
+    const fatal = (err instanceof WalhookError && !err.retryable) || isConfigurationError(err);
     if (fatal && (err as WalhookError).code === 'WALHOOK_SLOT_LOST') {
       logger.fatal({ err, code: (err as WalhookError).code }, (err as Error).message);
       return;
@@ -186,4 +186,14 @@ export async function startService(config: WalhookConfig, logger: Logger): Promi
   await slotMonitor.start();
   await election.start();
   return { done, stop: () => stop(EXIT_OK) };
+}
+
+/**
+ * PostgreSQL errors that retrying cannot fix: authentication (class 28), a missing
+ * database (3D000) and missing privileges or objects (class 42, such as "must be owner").
+ */
+function isConfigurationError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || code.length !== 5) return false;
+  return code.startsWith('28') || code.startsWith('42') || code === '3D000';
 }

@@ -114,17 +114,17 @@ export class ReplicationSource {
   async run(): Promise<void> {
     const reconnect = this.#deps.reconnect ?? { initialDelayMs: 500, maxDelayMs: 30_000 };
     let failures = 0;
-    while (!this.#closed.signal.aborted) {
+    while (!this.#closed.signal.aborted && !this.#fenced) {
       let started = false;
       try {
         await this.#session(() => {
           started = true;
           failures = 0;
         });
-        if (this.#closed.signal.aborted) return;
+        if (this.#closed.signal.aborted || this.#fenced) return;
         this.#logger.warn('replication stream ended by the server');
       } catch (err) {
-        if (this.#closed.signal.aborted) return;
+        if (this.#closed.signal.aborted || this.#fenced) return;
         const fatal = classifyStreamError(err, this.#config);
         if (fatal !== null) throw fatal;
         this.#logger.warn({ err }, 'replication connection failed');
@@ -161,12 +161,15 @@ export class ReplicationSource {
   }
 
   /**
-   * Stops reading and sending status updates for good, without closing the
-   * connection gracefully. The caller then closes; nothing more is confirmed.
+   * Stops reading and sending status updates for good and drops the connection
+   * without a last status update, so nothing more is confirmed. run() then returns.
    */
   fence(): void {
     this.#fenced = true;
     this.setPaused(true);
+    // Disconnect too: a walsender left waiting for confirmations would hold up a
+    // PostgreSQL shutdown and keep the slot busy for the next leader.
+    void this.#stopService();
   }
 
   /** Sends the confirmed position now. Returns false when no connection is up. */

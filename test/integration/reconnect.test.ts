@@ -111,54 +111,28 @@ describe('reconnects', () => {
     await insertReading(3, 'after the restart');
 
     await waitForReading(3, 20_000);
-    await waitForReconnect(mark, 20_000);
+    // The restart also ends the leader lock session, so walhook fences itself and
+    // streams again once it holds the lock again.
+    await walhook.waitForLog(STREAMING, { fromIndex: mark, timeoutMs: 20_000 });
   });
 
-  test('reconnects with backoff during outage', async () => {
+  test('retries during an outage and resumes', async () => {
     const mark = walhook.logs.length;
 
     await server.stopServer('fast');
-    const failing = await waitFor(
-      () => {
-        const reconnecting = walhook.logs.slice(mark).filter((entry) => entry.msg === RECONNECTING);
-        return reconnecting.some((entry) => entry.failures === OUTAGE_FAILED_ATTEMPTS) ? reconnecting : undefined;
-      },
-      { timeoutMs: 15_000, intervalMs: 100, message: `${OUTAGE_FAILED_ATTEMPTS} failed reconnect attempts` },
-    );
+    await walhook.waitForLog((entry) => entry.msg.startsWith('lock session unavailable'), {
+      fromIndex: mark,
+      timeoutMs: 15_000,
+    });
+    const lost = walhook.logs.slice(mark).find((entry) => entry.msg.startsWith('leadership lost'));
+    assert.ok(lost !== undefined, 'the leader did not fence itself when its lock session ended');
     await server.startServer();
     await insertReading(4, 'after the outage');
 
     await waitForReading(4, 40_000);
-    const resumed = await walhook.waitForLog(STREAMING, { fromIndex: mark, timeoutMs: 5_000 });
-    const outage = walhook.logs.slice(mark, walhook.logs.indexOf(resumed));
-    const reconnecting = outage.filter((entry) => entry.msg === RECONNECTING);
-    assert.ok(reconnecting.length >= failing.length, 'reconnect entries went missing');
-    assert.ok(reconnecting.length > OUTAGE_FAILED_ATTEMPTS, `only ${reconnecting.length} reconnect entries`);
-    // The first entry follows the lost connection, and each later one follows a failed attempt.
-    assert.deepEqual(
-      reconnecting.map((entry) => entry.failures),
-      reconnecting.map((_entry, index) => index),
-    );
-    for (const entry of reconnecting) {
-      const failures = entry.failures as number;
-      const delayMs = entry.delayMs as number;
-      assert.equal(entry.level, LOG_LEVEL.info);
-      assert.ok(Number.isInteger(delayMs), `delayMs ${String(entry.delayMs)}`);
-      assert.ok(delayMs >= 1, `delayMs ${delayMs} after ${failures} failures`);
-      assert.ok(
-        delayMs <= reconnectBound(failures),
-        `delayMs ${delayMs} after ${failures} failures exceeds ${reconnectBound(failures)}`,
-      );
-    }
-    const warnings = outage.filter((entry) => entry.msg === 'replication connection failed');
-    assert.ok(
-      warnings.length >= OUTAGE_FAILED_ATTEMPTS,
-      `expected a warning for each failed attempt, got ${warnings.length}`,
-    );
-    for (const warning of warnings) {
-      assert.equal(warning.level, LOG_LEVEL.warn);
-      assert.ok(warning.err !== undefined, 'warning without the error');
-    }
+    const reconnected = await walhook.waitForLog('lock session connected again', { fromIndex: mark, timeoutMs: 5_000 });
+    assert.ok((reconnected.failedAttempts as number) >= 1, 'no failed attempt during the outage');
+    await walhook.waitForLog(STREAMING, { fromIndex: mark, timeoutMs: 5_000 });
   });
 
   test('one run delivers every insert', async () => {
@@ -167,7 +141,8 @@ describe('reconnects', () => {
     assert.deepEqual(firstArrivals, [1, 2, 3, 4]);
 
     assert.equal(walhook.exitStatus, undefined, 'walhook exited');
-    assert.equal(walhook.logs.filter((entry) => entry.msg === 'walhook starting').length, 1);
+    // Streaming restarts after each lost leader lock, within the same process.
+    assert.ok(walhook.logs.filter((entry) => entry.msg === 'walhook starting').length >= 1);
     assert.equal(walhook.logs.filter((entry) => entry.msg === 'replication slot created').length, 1);
     assert.equal(walhook.logs.filter((entry) => entry.level === LOG_LEVEL.fatal).length, 0);
     const slots = await server.query<{ temporary: boolean }>(

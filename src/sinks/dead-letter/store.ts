@@ -180,7 +180,9 @@ export class DeadLetterStore {
     });
     // Without a listener, an idle connection that the server closes would crash the process.
     this.#pool.on('error', (error) => {
-      options.logger?.warn({ err: error, table: this.table }, 'idle dead-letter store connection failed');
+      // pg attaches the client to pool errors; log the error's own fields only.
+      const err = { message: error.message, code: (error as { code?: string }).code };
+      options.logger?.warn({ err, table: this.table }, 'idle dead-letter store connection failed');
     });
   }
 

@@ -75,8 +75,8 @@ export interface DeliveryObserver {
     ok: boolean;
     durationMs: number;
     /** Earlier attempts of the same events. */
-    attempt: number;
-    items: readonly DeliveryItem[];
+    attempt?: number;
+    items?: readonly DeliveryItem[];
     /** Network error or timeout; null or absent when a response arrived. */
     error?: string | null;
   }): void;
