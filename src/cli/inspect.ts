@@ -16,7 +16,7 @@ const APPLICATION_NAME = 'walhook-cli';
 /** Deadline for connecting and for each statement, so a silent server cannot hang a command. */
 const TIMEOUT_MS = 10_000;
 
-/** Columns that only walhook's dead-letter table has together; teardown drops no other table. */
+/** Columns that only walhook's dead-letter table has together. Teardown drops no table without them. */
 const DEAD_LETTER_MARKER_COLUMNS = ['event_id', 'envelope', 'reason', 'redelivered_at', 'redelivery_attempts'];
 
 export interface DatabaseInfo {
@@ -31,9 +31,9 @@ export interface SlotInfo extends SlotSnapshot {
   readonly name: string;
   /** Output plugin, or null when the slot does not exist or is physical. */
   readonly plugin: string | null;
-  /** `logical` or `physical`; null when the slot does not exist. */
+  /** `logical` or `physical`, or null when the slot does not exist. */
   readonly slotType: string | null;
-  /** Database of a logical slot; null when the slot does not exist. */
+  /** Database of a logical slot, or null when the slot does not exist. */
   readonly database: string | null;
 }
 

@@ -54,7 +54,7 @@ interface DeadLetterStatus {
 /** Everything `status` read, as `--json` prints it. Byte counts are decimal strings. */
 interface StatusReport {
   readonly healthy: boolean;
-  /** What needs attention, one sentence each with the remedy where one is known. */
+  /** Problems that need attention, one sentence each, with the remedy where one is known. */
   readonly attention: readonly string[];
   readonly database: DatabaseInfo;
   readonly slot: ReturnType<typeof slotJson>;

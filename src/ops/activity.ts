@@ -29,7 +29,7 @@ export interface DeliveryFailure {
   readonly status: number | null;
   /** Network error or timeout, or null when a response arrived. */
   readonly error: string | null;
-  /** Attempt number, counted from 1; 0 for an event given up before any attempt. */
+  /** Attempt number, counted from 1, or 0 for an event given up before any attempt. */
   readonly attempt: number;
 }
 
@@ -37,7 +37,7 @@ export interface DeliveryFailure {
 export interface ActivitySample {
   /** End of the interval in Unix milliseconds. */
   readonly at: number;
-  /** Length of the interval in milliseconds; the last sample may be shorter. */
+  /** Length of the interval in milliseconds. The last sample, which is still open, is shorter. */
   readonly intervalMs: number;
   /** Events that webhooks accepted in the interval. */
   readonly delivered: number;
@@ -60,14 +60,14 @@ export interface ActivityLogOptions {
   readonly now?: () => number;
 }
 
-/** Fields of a delivery attempt that the log reads; the engine passes more. */
+/** Fields of a delivery attempt that the log reads. The engine passes more. */
 interface AttemptEvent {
   readonly webhook: string;
   readonly events: number;
   readonly status: number | null;
   readonly ok: boolean;
-  readonly attempt: number;
-  readonly items: readonly DeliveryItem[];
+  readonly attempt?: number;
+  readonly items?: readonly DeliveryItem[];
   readonly error?: string | null;
 }
 
@@ -152,7 +152,7 @@ export class ActivityLog {
   #attempted(event: AttemptEvent): void {
     if (event.ok) return;
     this.#failed += event.events;
-    const first = event.items[0];
+    const first = event.items?.[0];
     this.#addFailure({
       at: this.#now(),
       webhook: event.webhook,
@@ -161,7 +161,7 @@ export class ActivityLog {
       events: event.events,
       status: event.status,
       error: event.error ?? null,
-      attempt: event.attempt + 1,
+      attempt: (event.attempt ?? 0) + 1,
     });
   }
 
@@ -194,7 +194,7 @@ export class ActivityLog {
   }
 }
 
-/** Returns an observer that calls every given observer in order; undefined ones are skipped. */
+/** Returns an observer that calls every given observer in order, skipping undefined ones. */
 export function combineObservers(...observers: (DeliveryObserver | undefined)[]): DeliveryObserver {
   const present = observers.filter((observer): observer is DeliveryObserver => observer !== undefined);
   return {

@@ -128,9 +128,9 @@ export const STATUS_PAGE_SCRIPT = String.raw`'use strict';
 
   /**
    * Draws a line chart. series: [{ name, className, values }], where values has one
-   * number or null per time in times.
+   * number or null per time in times. The y axis reaches at least minimumMax.
    */
-  function renderChart(container, label, times, series, formatValue) {
+  function renderChart(container, label, times, series, formatValue, minimumMax) {
     var width = 520;
     var height = 160;
     var left = 64;
@@ -145,7 +145,7 @@ export const STATUS_PAGE_SCRIPT = String.raw`'use strict';
         if (value !== null && value > max) max = value;
       });
     });
-    if (max <= 0) max = 1;
+    if (max < minimumMax) max = minimumMax;
     var count = times.length;
     function x(index) {
       return left + (count <= 1 ? plotWidth : (index * plotWidth) / (count - 1));
@@ -233,6 +233,7 @@ export const STATUS_PAGE_SCRIPT = String.raw`'use strict';
         },
       ],
       formatRate,
+      1,
     );
     renderChart(
       byId('lag-chart'),
@@ -248,6 +249,7 @@ export const STATUS_PAGE_SCRIPT = String.raw`'use strict';
         },
       ],
       formatBytes,
+      1024,
     );
   }
 
@@ -390,8 +392,8 @@ export const STATUS_PAGE_SCRIPT = String.raw`'use strict';
         if (body.outcome === 'delivered') {
           result.textContent = 'Dead letter ' + id + ' delivered to webhook ' + body.webhook + ', status ' + body.status + '.';
         } else if (body.outcome === 'failed') {
-          var why = body.status === null ? body.error : 'status ' + body.status;
-          result.textContent = 'Dead letter ' + id + ' failed again: ' + why + '.';
+          var failure = body.status === null ? body.error : 'status ' + body.status;
+          result.textContent = 'Dead letter ' + id + ' failed again: ' + failure + '.';
         } else {
           result.textContent = 'Dead letter ' + id + ' was not redelivered: ' + (body.error || 'HTTP ' + answer.status) + '.';
         }

@@ -43,7 +43,7 @@ section { background: var(--card); border: 1px solid var(--line); border-radius:
 .chart .series-delivered { stroke: var(--series-delivered); fill: var(--series-delivered); }
 .chart .series-failed { stroke: var(--series-failed); fill: var(--series-failed); }
 .chart .series-lag { stroke: var(--series-lag); fill: var(--series-lag); }
-.chart polyline { fill: none; stroke-width: 2; }
+.chart polyline.series-delivered, .chart polyline.series-failed, .chart polyline.series-lag { fill: none; stroke-width: 2; }
 .chart .legend { font-size: 12px; margin-top: 4px; }
 .chart .legend span { margin-right: 14px; }
 .chart .legend .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; border-radius: 2px; vertical-align: -1px; }

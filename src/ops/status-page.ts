@@ -22,7 +22,7 @@ export interface StatusPageDeps {
   readonly logger: Logger;
   readonly report: () => Promise<StatusReport>;
   readonly redeliver: (id: string) => Promise<RedeliveryResult>;
-  /** `server.admin_token`; null disables the redeliver action. */
+  /** `server.admin_token`, or null, which disables the redeliver action. */
   readonly adminToken: string | null;
   /** Replication slot name, shown in the page title. */
   readonly slot: string;
@@ -194,10 +194,15 @@ export class StatusPageRoutes {
 
 type StaticRoute = 'page' | 'api' | { readonly type: string; readonly body: string };
 
+/** A green dot, so that the browser does not request /favicon.ico. */
+const FAVICON =
+  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="#1f7a3f"/></svg>';
+
 const STATIC_ROUTES = new Map<string, StaticRoute>([
   ['/', 'page'],
   ['/status.js', { type: 'text/javascript; charset=utf-8', body: STATUS_PAGE_SCRIPT }],
   ['/status.css', { type: 'text/css; charset=utf-8', body: STATUS_PAGE_STYLE }],
+  ['/favicon.svg', { type: 'image/svg+xml', body: FAVICON }],
 ]);
 
 /** Replaces the characters that HTML gives a meaning, in text and in quoted attribute values. */
@@ -211,7 +216,7 @@ export function escapeHtml(text: string): string {
 }
 
 /**
- * Returns the HTML of the page. It contains the layout only; the script fills in the
+ * Returns the HTML of the page: the layout only, which the script fills in from the
  * report. The admin token field never gets a value from the server.
  */
 export function renderStatusPage(slot: string): string {
@@ -223,6 +228,7 @@ export function renderStatusPage(slot: string): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>${title}</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/status.css">
 <script src="/status.js" defer></script>
 </head>

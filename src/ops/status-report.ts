@@ -4,8 +4,9 @@
  * read from the database. Also runs the page's redeliver action.
  *
  * The report contains names, ids, positions, counts, HTTP statuses and error messages.
- * It never contains row data (envelopes), header values, the connection string, the
- * signing secret or the admin token.
+ * It never contains envelopes, header values, the connection string, the signing
+ * secret or the admin token. Stored dead-letter errors are the exception for row data,
+ * see toSummary.
  */
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -81,7 +82,7 @@ export interface StatusReport {
   readonly deadLetters: {
     /** Schema-qualified table name. */
     readonly table: string;
-    /** False when the table could not be read; `message` says why. */
+    /** False when the table could not be read, and then `message` contains the error. */
     readonly available: boolean;
     readonly message: string | null;
     readonly byTrigger: readonly { trigger: string; pending: number; total: number; newestAt: string }[];
@@ -102,7 +103,7 @@ export interface StatusReporterDeps {
   readonly logger: Logger;
   readonly activity: ActivityLog;
   readonly readiness: () => ReadinessState;
-  /** The last slot check and its condition; null before the first check. */
+  /** The last slot check and its condition, or null before the first check. */
   readonly slot: () => { readonly snapshot: SlotSnapshot; readonly condition: SlotCondition } | null;
   readonly lockSessionPid: () => number | null;
 }
@@ -119,7 +120,7 @@ export class StatusReporter {
     this.#logger = deps.logger.child({ component: 'status-page' });
   }
 
-  /** Builds the report. Reading the dead letters may fail; the report then says why. */
+  /** Builds the report. When reading the dead letters fails, the report contains the error. */
   async report(): Promise<StatusReport> {
     const { config, activity } = this.#deps;
     const deadLetters = await this.#readDeadLetters();
@@ -214,6 +215,9 @@ export class StatusReporter {
   }
 }
 
+// NOTE: reason and lastError are the texts stored in the table, as `dead-letters list`
+// prints them. A URL placeholder error quotes the value that would change the URL path,
+// so those two fields can contain a fragment of row data.
 function toSummary(record: DeadLetterRecord): DeadLetterSummary {
   return {
     id: record.id,
