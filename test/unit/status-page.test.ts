@@ -51,7 +51,7 @@ const RECORD = {
   webhook: 'orders-api',
 } as DeadLetterRecord;
 
-/** Starts an OpsServer with the status page; `redeliver` answers by id. */
+/** Starts an OpsServer with the status page, whose `redeliver` returns an outcome by id. */
 async function startServer(adminToken: string | null, redelivered: string[]): Promise<{ server: OpsServer; baseUrl: string }> {
   const server = new OpsServer(
     { host: '127.0.0.1', port: 0 },
