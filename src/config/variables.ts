@@ -4,8 +4,13 @@
  * `${NAME}` is replaced by the variable's value, and `${NAME:-default}` by the default
  * when the variable is unset or empty. `$${` stands for a literal `${`. Any other `$`
  * is kept as written, so `$NAME` without braces is not a reference. A default is used
- * as written, and cannot contain `}` or another reference.
+ * as written, and cannot contain `}` or another reference. `${file:/path}` is replaced
+ * by the content of that file without its trailing line break, for secrets mounted as
+ * files.
  */
+
+import { readFileSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 
 import type { PathSegment, Problem } from './problems.js';
 
@@ -117,6 +122,7 @@ type Resolution = { ok: true; value: string } | { ok: false; error: string };
 
 /** Resolves the text between `${` and `}`. */
 function resolveReference(body: string, env: Environment): Resolution {
+  if (body.startsWith(FILE_PREFIX)) return readSecretFile(body.slice(FILE_PREFIX.length));
   const separator = body.indexOf(':-');
   const name = separator === -1 ? body : body.slice(0, separator);
   const fallback = separator === -1 ? undefined : body.slice(separator + 2);
@@ -147,6 +153,27 @@ function resolveReference(body: string, env: Environment): Resolution {
     ok: false,
     error: `environment variable ${name} ${problem} or write \${${name}:-value}`,
   };
+}
+
+/** Prefix of a reference to a file's content, such as a Kubernetes secret mounted as a file. */
+const FILE_PREFIX = 'file:';
+
+/**
+ * Returns the content of a secret file without its trailing line break. The content is
+ * never part of a message, because it is a secret.
+ */
+function readSecretFile(path: string): Resolution {
+  if (!isAbsolute(path)) {
+    return { ok: false, error: `invalid file reference '\${file:${excerpt(path)}}'; write an absolute path such as \${file:/etc/walhook/password}` };
+  }
+  try {
+    const content = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+    if (content === '') return { ok: false, error: `file ${path} is empty; write the secret into it` };
+    return { ok: true, value: content };
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? 'error';
+    return { ok: false, error: `cannot read file ${path} (${code}); mount the secret there or fix the path` };
+  }
 }
 
 function excerpt(text: string): string {

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { expandVariables, substituteVariables } from '../../src/config/variables.js';
@@ -81,4 +84,20 @@ test('variable substitution walks lists and mappings', () => {
       message: 'environment variable MISSING is not set; export it or write ${MISSING:-value}',
     },
   ]);
+});
+
+test('variables read secrets from files', () => {
+  const directory = mkdtempSync(join(tmpdir(), 'walhook-secret-'));
+  const file = join(directory, 'password');
+  writeFileSync(file, 's3cret value\n');
+  const result = substituteVariables({ url: `postgres://app:\${file:${file}}@db/app` }, {});
+  assert.deepEqual(result.problems, []);
+  assert.deepEqual(result.value, { url: 'postgres://app:s3cret value@db/app' });
+
+  const missing = substituteVariables({ url: `\${file:${join(directory, 'absent')}}` }, {});
+  assert.equal(missing.problems.length, 1);
+  assert.match(missing.problems[0]?.message ?? '', /cannot read file .*absent \(ENOENT\)/);
+
+  const relative = substituteVariables({ url: '${file:password}' }, {});
+  assert.match(relative.problems[0]?.message ?? '', /absolute path/);
 });
