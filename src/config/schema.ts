@@ -536,10 +536,10 @@ export const configSchema = z.strictObject({
   log: logSchema.prefault({}),
   /** How long shutdown waits for in-flight deliveries. Default `30s`. */
   shutdown_timeout: durationSchema('30s'),
-  /** Undelivered events held in memory before reading from the slot pauses. Default `10000`. */
-  max_inflight_events: z.number().int().min(1).max(10_000_000).prefault(10_000),
-  /** Undelivered request bodies held in memory before reading pauses. Default `32MiB`. */
-  max_inflight_bytes: byteSizeSchema('32MiB'),
+  /** Undelivered events held in memory before reading from the slot pauses. Default `4000`. */
+  max_inflight_events: z.number().int().min(1).max(10_000_000).prefault(4_000),
+  /** Undelivered request bodies held in memory before reading pauses. Default `16MiB`. */
+  max_inflight_bytes: byteSizeSchema('16MiB'),
 });
 
 export type ParsedConfig = z.output<typeof configSchema>;

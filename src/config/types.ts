@@ -153,8 +153,8 @@ export interface WalhookConfig {
   readonly log: LogConfig;
   /** How long SIGTERM waits for in-flight deliveries. Default 30 s. */
   readonly shutdownTimeoutMs: number;
-  /** Undelivered events in memory before reads from the slot pause. Default 10 000. */
+  /** Undelivered events in memory before reads from the slot pause. Default 4 000. */
   readonly maxInflightEvents: number;
-  /** Undelivered body bytes in memory before reads pause. Default 32 MiB. */
+  /** Undelivered body bytes in memory before reads pause. Default 16 MiB. */
   readonly maxInflightBytes: number;
 }

@@ -89,8 +89,8 @@ test('config normalizes a minimal file with defaults', () => {
     leader: { pollIntervalMs: 2000 },
     log: { level: 'info' },
     shutdownTimeoutMs: 30_000,
-    maxInflightEvents: 10_000,
-    maxInflightBytes: 32 * 1024 * 1024,
+    maxInflightEvents: 4_000,
+    maxInflightBytes: 16 * 1024 * 1024,
   });
 });
 
