@@ -2,8 +2,8 @@
  * `npm run demo`: an embedded PostgreSQL, a sample schema, a receiver that prints
  * what it gets, and walhook running config/demo.yaml. It makes a few changes, shows
  * the deliveries, then keeps running so you can make your own changes with psql.
- * Ctrl-C stops everything and removes the database. `--once` exits after the
- * scripted changes arrive.
+ * Ctrl-C stops everything and removes the database. `--once`, or running without a
+ * terminal, exits after the scripted changes arrive.
  */
 import http from 'node:http';
 import path from 'node:path';
@@ -14,7 +14,8 @@ import { createLogger } from '../src/core/logger.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const once = process.argv.includes('--once');
+// Without a terminal (CI, a pipe) nobody can press Ctrl-C, so the demo stops by itself.
+const once = process.argv.includes('--once') || !process.stdin.isTTY;
 
 const SCHEMA = `
   CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL);
