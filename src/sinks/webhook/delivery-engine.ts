@@ -523,15 +523,15 @@ export class DeliveryEngine {
   #pool(url: URL): Pool {
     let pool = this.#pools.get(url.origin);
     if (pool === undefined) {
-      // Nagle's algorithm delays the body write behind the headers by a delayed ACK (tens
-      // of ms on Linux), which caps a connection at a few dozen requests per second.
+      // Nagle's algorithm can hold the body write behind the headers until a delayed ACK,
+      // adding tens of milliseconds per request on Linux.
       pool = new Pool(url.origin, { connections: this.#options.concurrency, pipelining: 1, connect: { noDelay: true } });
       this.#pools.set(url.origin, pool);
     }
     return pool;
   }
 
-  /** Sends one POST and classifies the answer; never throws. */
+  /** Sends one POST and classifies the response; never throws. */
   async attempt(urlText: string, id: string, body: string): Promise<AttemptResult> {
     const timeout = AbortSignal.timeout(this.#target.timeoutMs);
     try {
