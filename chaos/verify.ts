@@ -1,7 +1,7 @@
 /**
  * Compares the ledger of committed changes with what each webhook received.
  */
-import { FULL_IDENTITY_TABLE, type LedgerEntry } from './load.js';
+import type { LedgerEntry } from './load.js';
 import type { WebhookDeliveries } from './receiver.js';
 
 /** Largest number of example keys listed for each kind of problem. */
@@ -149,8 +149,8 @@ export function allDelivered(ledger: readonly LedgerEntry[], webhooks: readonly 
 export function countProblems(webhook: string, counts: WebhookCounts): { failures: string[]; warnings: string[] } {
   const failures: string[] = [];
   const warnings: string[] = [];
-  const check = (list: string[], value: number, what: string): void => {
-    if (value > 0) list.push(`${webhook}: ${value} ${what}`);
+  const check = (list: string[], value: number, description: string): void => {
+    if (value > 0) list.push(`${webhook}: ${value} ${description}`);
   };
   check(failures, counts.lost, 'committed change(s) lost');
   check(failures, counts.phantom, 'delivered change(s) that were never committed');
@@ -158,12 +158,7 @@ export function countProblems(webhook: string, counts: WebhookCounts): { failure
   check(failures, counts.wrongTable, 'change(s) delivered with the wrong table name');
   check(failures, counts.malformed, 'event body/bodies without the expected columns');
   for (const [table, violations] of Object.entries(counts.orderViolations)) {
-    // NOTE: order violations on the REPLICA IDENTITY FULL table only warn, because
-    // walhook orders such tables' events by every column value (pgoutput marks every
-    // column as a key column there), so two updates of one row can overtake each other.
-    // Make them failures once that is fixed.
-    const list = table === FULL_IDENTITY_TABLE ? warnings : failures;
-    check(list, violations, `row order violation(s) on ${table}`);
+    check(failures, violations, `row order violation(s) on ${table}`);
   }
   return { failures, warnings };
 }

@@ -83,6 +83,7 @@ export async function startWalhook(config: WalhookConfig, logger: Logger, deps: 
   const types = new TypeRegistry(async (sql, params) => (await catalog.query(sql, params as unknown[])).rows);
   await types.loadTables(tables);
   const encodeOptions = encodeOptionsFactory(config, types, logger);
+  const primaryKeys = await readPrimaryKeys(catalog, tables);
 
   // The dead-letter table lives in the source database; it is never in the publication.
   let deadLetters: DeadLetterStore | null = null;
@@ -113,6 +114,7 @@ export async function startWalhook(config: WalhookConfig, logger: Logger, deps: 
     types,
     encodeOptions,
     urlTemplates: urlTemplatesOf(config),
+    primaryKeys,
     reselect: async (table, key, columns) => {
       // Positional aliases keep column names with any characters out of the row keys.
       const list = columns.map((name, index) => `${quoteIdentifier(name)}::text AS c${index}`).join(', ');
@@ -292,4 +294,27 @@ function watchServerShutdown(
   }, intervalMs);
   timer.unref();
   return timer;
+}
+
+/** Reads the primary key column names of each table, keyed by `schema\u0000table`. */
+async function readPrimaryKeys(
+  catalog: pg.Pool,
+  tables: readonly { schema: string; name: string }[],
+): Promise<Map<string, string[]>> {
+  const keys = new Map<string, string[]>();
+  for (const table of tables) {
+    const { rows } = await catalog.query<{ name: string }>(
+      `SELECT a.attname AS name
+       FROM pg_index i
+       JOIN pg_class c ON c.oid = i.indrelid
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+       JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position) ON true
+       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+       WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary
+       ORDER BY k.position`,
+      [table.schema, table.name],
+    );
+    if (rows.length > 0) keys.set(`${table.schema}\u0000${table.name}`, rows.map((row) => row.name));
+  }
+  return keys;
 }

@@ -52,6 +52,8 @@ export interface PipelineDeps {
     key: readonly { readonly name: string; readonly value: string }[],
     columns: readonly string[],
   ) => Promise<Map<string, string | null> | null>;
+  /** Primary key column names by `schema\u0000table`, for ordering under REPLICA IDENTITY FULL. */
+  readonly primaryKeys?: ReadonlyMap<string, readonly string[]>;
   /** Called for each event queued for delivery, for metrics. */
   readonly onEventQueued?: (trigger: string, webhook: string, op: string) => void;
   /** Triggers on logical decoding messages. Default none. */
@@ -384,7 +386,7 @@ export class Pipeline {
     const tableKey = JSON.stringify([table.schema, table.name]);
     this.#enqueue(handle, trigger.webhook, envelope, {
       triggerName: trigger.name,
-      rowKey: rowKeyOf(change) ?? tableKey,
+      rowKey: rowKeyOf(change, this.#deps.primaryKeys) ?? tableKey,
       tableKey,
       barrier: change.op === 'TRUNCATE',
       table,
@@ -467,18 +469,27 @@ export class Pipeline {
 }
 
 /**
- * Returns the ordering key of a row change: its table and replica identity key values,
- * from the new row for inserts and updates and from the old row for deletes. Returns
- * undefined when the relation has no key columns, so the caller orders by table.
+ * Returns the ordering key of a row change: its table and primary key values, from the
+ * new row for inserts and updates and from the old row for deletes. Returns undefined
+ * when the key is unknown, so the caller orders by table.
+ *
+ * Under REPLICA IDENTITY FULL, PostgreSQL flags every column as part of the identity,
+ * so those flags would give each version of a row its own key. The primary key names
+ * from the catalog (`primaryKeys`) are used instead, and without them the table.
  */
-function rowKeyOf(change: RowChange): string | undefined {
+function rowKeyOf(change: RowChange, primaryKeys: ReadonlyMap<string, readonly string[]> | undefined): string | undefined {
   if (change.op === 'TRUNCATE') return undefined;
   // NOTE: an update that changes the key is ordered under its new key, so it may
   // overtake a still pending event of the old key.
   const tuple = change.op === 'DELETE' ? change.oldTuple : change.newTuple;
-  const parts: unknown[] = [change.relation.schema, change.relation.name];
-  change.relation.columns.forEach((column, index) => {
-    if (!column.isKey) return;
+  const relation = change.relation;
+  const keyNames =
+    relation.replicaIdentity === 'full' ? primaryKeys?.get(`${relation.schema}\u0000${relation.name}`) : undefined;
+  if (relation.replicaIdentity === 'full' && keyNames === undefined) return undefined;
+  const parts: unknown[] = [relation.schema, relation.name];
+  relation.columns.forEach((column, index) => {
+    const inKey = keyNames === undefined ? column.isKey : keyNames.includes(column.name);
+    if (!inKey) return;
     const value = tuple[index];
     parts.push(value === UNCHANGED_TOAST ? null : (value ?? null));
   });
