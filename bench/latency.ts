@@ -15,7 +15,7 @@ import { percentile } from './stats.js';
 import { TriggerPoller } from './trigger-baseline.js';
 import { TRIGGER_SETUP_SQL, attachTriggerSql } from './trigger-sql.js';
 import { BenchWalhook, walhookConfig } from './walhook-runner.js';
-import { createSlot, withClient } from './workloads.js';
+import { createSlot, dropSlot, withClient } from './workloads.js';
 
 export type Capture = 'walhook' | 'trigger';
 
@@ -111,7 +111,7 @@ export async function measureLatency(context: LatencyContext): Promise<LatencyRu
   } finally {
     await poller.stop();
   }
-  await server.query(`SELECT pg_drop_replication_slot($1)`, [`${DATABASE}_walhook`]);
+  await dropSlot(server, `${DATABASE}_walhook`);
   await server.query(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
   return runs;
 }

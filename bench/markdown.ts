@@ -79,11 +79,17 @@ function renderEnvironment(results: BenchResults): string[] {
     `| Node.js | ${versions.node} |`,
     `| PostgreSQL | ${versions.postgres} |`,
     `| client programs | ${versions.pgRecvlogical}; ${versions.pgbench} |`,
-    `| walhook | commit \`${versions.walhookCommit.slice(0, 12)}\`${uncommitted}, compiled \`dist/cli/main.js\` |`,
+    `| walhook | commit \`${versions.walhookCommit.slice(0, 12)}\`${uncommitted}, compiled \`dist/cli/main.js\`${nodeOptions(results)} |`,
     `| server settings | ${settings}, the rest at their defaults |`,
     `| batching | ${results.batching.available ? `\`batch: ${JSON.stringify(results.batching.settings)}\`` : 'not yet configurable: `walhook validate` rejects a `batch` key'} |`,
     `| drain time limit | ${results.maxDrainSeconds} s per walhook drain; a drain that hits it reports the rate of the events received until then |`,
   ];
+}
+
+/** Describes WALHOOK_BENCH_NODE_OPTIONS; results from before the option have no field. */
+function nodeOptions(results: BenchResults): string {
+  const options = results.walhookNodeOptions ?? [];
+  return options.length === 0 ? '' : ` run with \`node ${options.join(' ')}\``;
 }
 
 function formatLoad(values: readonly number[]): string {

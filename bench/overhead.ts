@@ -31,7 +31,7 @@ import { mean } from './stats.js';
 import { TriggerPoller } from './trigger-baseline.js';
 import { PENDING_EVENTS_SQL, TRIGGER_SETUP_SQL, attachTriggerSql, detachTriggerSql } from './trigger-sql.js';
 import { BenchWalhook, walhookConfig } from './walhook-runner.js';
-import { createSlot, withClient } from './workloads.js';
+import { createSlot, dropSlot, withClient } from './workloads.js';
 
 export type CaptureMode = 'none' | 'walhook' | 'pg_recvlogical' | 'trigger';
 export type Placement = 'shared' | 'pinned';
@@ -269,13 +269,13 @@ async function runOnce(
   } finally {
     if (walhook !== undefined) {
       await walhook.stop();
-      await server.query('SELECT pg_drop_replication_slot($1)', [slot]);
+      await dropSlot(server, slot);
     }
     if (recvlogical !== undefined) {
       recvlogical.kill();
       // pg_recvlogical exits with an error status when it is stopped by a signal.
       await recvlogical.exited.catch(() => undefined);
-      await server.query('SELECT pg_drop_replication_slot($1)', [slot]);
+      await dropSlot(server, slot);
     }
     if (poller !== undefined) {
       await poller.stop();
@@ -284,11 +284,20 @@ async function runOnce(
   }
 }
 
-/** Returns the process id of the walsender streaming from `slot`, or undefined. */
+/**
+ * Returns the process id of the walsender streaming from `slot`, waiting up to 5 s for a
+ * client that is still connecting, or undefined.
+ */
 async function activeWalsenderPid(server: TestPostgres, slot: string): Promise<number | undefined> {
-  const rows = await server.query<{ active_pid: number | null }>(
-    'SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1',
-    [slot],
-  );
-  return rows[0]?.active_pid ?? undefined;
+  const deadline = performance.now() + 5000;
+  while (performance.now() < deadline) {
+    const rows = await server.query<{ active_pid: number | null }>(
+      'SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1',
+      [slot],
+    );
+    const pid = rows[0]?.active_pid;
+    if (pid !== null && pid !== undefined) return pid;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return undefined;
 }

@@ -59,6 +59,8 @@ export interface BenchResults {
   readonly versions: Versions;
   readonly serverSettings: Readonly<Record<string, string>>;
   readonly batching: { readonly available: boolean; readonly detail: string; readonly settings: unknown };
+  /** Node.js options added to every walhook process (WALHOOK_BENCH_NODE_OPTIONS). */
+  readonly walhookNodeOptions: readonly string[];
   readonly drain: DrainResult[];
   readonly latency: LatencyRun[] | null;
   readonly overhead: OverheadResult | null;

@@ -32,7 +32,7 @@ import { BenchReceiver } from './receiver.js';
 import { evaluateTargets, type BenchResults, type MachineInfo, type Versions } from './results.js';
 import { FULL_SCALE, QUICK_SCALE, type BenchScale } from './scale.js';
 import { drainWorkloads } from './workloads.js';
-import { BENCH_BATCH_SETTINGS, REPO_ROOT, isBatchingConfigurable } from './walhook-runner.js';
+import { BENCH_BATCH_SETTINGS, REPO_ROOT, WALHOOK_NODE_OPTIONS, isBatchingConfigurable } from './walhook-runner.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -57,6 +57,11 @@ options:
   --no-markdown           do not rewrite BENCHMARKS.md (runs with --only or
                           --workloads never rewrite it)
   -h, --help              print this help
+
+environment:
+  WALHOOK_BENCH_PG_BINDIR     default of --pg-bin
+  WALHOOK_BENCH_NODE_OPTIONS  Node.js options for every walhook process, separated
+                              by spaces, such as --max-old-space-size=128
 `;
 
 interface Options {
@@ -338,6 +343,7 @@ async function main(): Promise<number> {
     versions: versionInfo,
     serverSettings: SERVER_SETTINGS,
     batching: { available: batching.available, detail: batching.detail, settings: BENCH_BATCH_SETTINGS },
+    walhookNodeOptions: WALHOOK_NODE_OPTIONS,
     drain,
     latency,
     overhead,

@@ -15,6 +15,14 @@ import YAML from 'yaml';
 export const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const WALHOOK_ENTRY_POINT = join(REPO_ROOT, 'dist', 'cli', 'main.js');
 
+/**
+ * Extra Node.js options for every walhook process, such as `--max-old-space-size=128`,
+ * from WALHOOK_BENCH_NODE_OPTIONS, separated by spaces.
+ */
+export const WALHOOK_NODE_OPTIONS: readonly string[] = (process.env.WALHOOK_BENCH_NODE_OPTIONS ?? '')
+  .split(' ')
+  .filter((option) => option !== '');
+
 /** Log message that walhook writes when the replication stream starts. */
 const STREAMING_MESSAGE = 'streaming from the replication slot';
 /** Lines of output kept for error messages. */
@@ -113,7 +121,7 @@ export class BenchWalhook {
     const configPath = join(configDir, 'walhook.yaml');
     await writeFile(configPath, YAML.stringify(options.config), { mode: 0o600 });
 
-    const nodeArgs: string[] = [];
+    const nodeArgs: string[] = [...WALHOOK_NODE_OPTIONS];
     if (options.cpuProfileDir !== undefined) {
       nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`);
     }

@@ -194,11 +194,30 @@ export async function prepareWorkload(server: TestPostgres, workload: Workload):
 
 /** Drops the workload's slots and database. */
 export async function dropWorkload(server: TestPostgres, workload: Workload): Promise<void> {
-  await server.query(
-    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active`,
+  const rows = await server.query<{ slot_name: string }>(
+    'SELECT slot_name FROM pg_replication_slots WHERE database = $1',
     [workload.database],
   );
+  for (const row of rows) await dropSlot(server, row.slot_name);
   await server.query(`DROP DATABASE IF EXISTS ${workload.database} WITH (FORCE)`);
+}
+
+/**
+ * Drops `slot` once no walsender uses it. A walsender ends shortly after its client
+ * exits, and dropping an active slot fails, so this waits up to 10 s for that.
+ */
+export async function dropSlot(server: TestPostgres, slot: string): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  for (;;) {
+    const rows = await server.query<{ active: boolean }>(
+      'SELECT active FROM pg_replication_slots WHERE slot_name = $1',
+      [slot],
+    );
+    if (rows[0] === undefined) return;
+    if (!rows[0].active || performance.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await server.query('SELECT pg_drop_replication_slot($1)', [slot]);
 }
 
 /** Connects to `database` as superuser, runs `work` and disconnects. */
