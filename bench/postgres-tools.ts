@@ -51,7 +51,7 @@ export async function locateTools(binDir: string): Promise<PostgresTools | { err
 
 /**
  * Server parameters of the benchmark. fsync is off because the data directory is thrown
- * away; commits still write WAL, so CPU rather than the disk's flush latency bounds
+ * away. Commits still write WAL, so CPU rather than the disk's flush latency bounds
  * pgbench, which makes the overhead of a capture more visible, not less.
  */
 export const SERVER_SETTINGS: Readonly<Record<string, string>> = {
@@ -217,7 +217,7 @@ export function startRecvlogical(
   };
 }
 
-/** Returns `[command, args]` that run `program` on `cpuList` through taskset, when given. */
+/** Returns the command and arguments that run `program` on `cpuList` through taskset, when given. */
 export function pinned(
   program: string,
   args: string[],

@@ -1,5 +1,5 @@
 /**
- * Webhook receiver for the benchmark: a node:http server on 127.0.0.1 that answers 200,
+ * Webhook receiver for the benchmark: a node:http server on 127.0.0.1 that responds 200,
  * at once or after a fixed delay, counts events, and records commit-to-receipt latency.
  *
  * It reads each event's commit time from the `created_at` field, which walhook's
@@ -96,7 +96,7 @@ export class BenchReceiver {
     return this.#url;
   }
 
-  /** Delay before each response, in ms. 0 answers as soon as the body arrived. */
+  /** Delay before each response, in ms. 0 responds as soon as the body arrived. */
   set responseDelayMs(delayMs: number) {
     this.#responseDelayMs = delayMs;
   }

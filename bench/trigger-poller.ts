@@ -6,9 +6,9 @@
  * It works like Hasura's event trigger processor with its defaults, which
  * server/src-lib/Hasura/Eventing/EventTrigger.hs in hasura/graphql-engine sets: fetch
  * batches of 100, sleep 1 s only after a fetch that found nothing, and 100 HTTP
- * workers. Each fetch locks a batch of undelivered events with FOR UPDATE SKIP LOCKED and marks it
- * locked in the same statement. Every event is POSTed on its own, and the batch is
- * marked delivered with one UPDATE when all its requests got a 2xx answer.
+ * workers. Each fetch locks a batch of undelivered events with FOR UPDATE SKIP LOCKED
+ * and marks it locked in the same statement. Every event is POSTed on its own, and the
+ * batch is marked delivered with one UPDATE when all its requests got a 2xx response.
  */
 import { Agent, request } from 'node:http';
 
