@@ -14,7 +14,7 @@ import { createLogger } from '../src/core/logger.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-// Without a terminal (CI, a pipe) nobody can press Ctrl-C, so the demo stops by itself.
+// Without a terminal (CI, a pipe) Ctrl-C cannot be pressed, so the demo stops by itself.
 const once = process.argv.includes('--once') || !process.stdin.isTTY;
 
 const SCHEMA = `

@@ -277,7 +277,7 @@ const webhookSchema = z.strictObject({
   /** Requests in flight at once. Default `16`. */
   concurrency: z.number().int().min(1).max(1024).prefault(16),
   /**
-   * Which events wait for each other: `row` (same table and key), `table`, `none`, or
+   * Ordering mode, the events that wait for each other: `row` (same table and key), `table`, `none`, or
    * `strict` (one at a time in commit order). Default `row`.
    */
   ordering: z.enum(['row', 'table', 'none', 'strict']).prefault('row'),
@@ -302,7 +302,7 @@ const webhookSchema = z.strictObject({
   /**
    * What happens to an event after its last attempt or a permanent failure:
    * `dead_letter` writes it to the dead-letter table and moves on, `block` keeps
-   * retrying and holds the webhook and the slot. Default `dead_letter`.
+   * retrying and stops the webhook and the slot. Default `dead_letter`.
    */
   on_failure: z.enum(['dead_letter', 'block']).prefault('dead_letter'),
   /** Send several events per request as `{ "events": [...] }`. Default off. */
@@ -379,9 +379,9 @@ const triggerSchema = z.strictObject({
   webhook: z.string(),
   ...triggerFilterShape,
   /**
-   * A TOASTed value that an update left unchanged: `omit` leaves it out of `new` and
-   * names it in `event.unchanged_columns`; `reselect` reads the current value by key
-   * before delivery, which may be newer than the change. Default `omit`.
+   * Handling of a TOASTed value that an update left unchanged. `omit` leaves it out of
+   * `new` and names it in `event.unchanged_columns`. `reselect` reads the current value
+   * by key before delivery, so it may be newer than the change. Default `omit`.
    */
   unchanged_toast: z.enum(['omit', 'reselect']).prefault('omit'),
 }).superRefine(checkColumnsNeedUpdate, {

@@ -65,7 +65,7 @@ export interface WebhookConfig {
   readonly stringifyNumeric: boolean;
   /** Requests in flight at once. Default 16. */
   readonly concurrency: number;
-  /** Which events wait for each other. Default `row`. */
+  /** Ordering mode: the events that wait for each other. Default `row`. */
   readonly ordering: 'row' | 'table' | 'none' | 'strict';
   /** Token bucket for requests; null for no limit. */
   readonly rateLimit: { readonly perSecond: number; readonly burst: number } | null;

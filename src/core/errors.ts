@@ -1,6 +1,6 @@
 /**
  * Base class of every error walhook raises on purpose. `code` is stable and listed
- * in docs/errors.md; `retryable` tells supervisors whether trying again can help.
+ * in docs/errors.md; `retryable` states whether trying again can help.
  */
 export class WalhookError extends Error {
   readonly code: string;

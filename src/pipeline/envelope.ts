@@ -158,7 +158,7 @@ const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 /**
  * Builds the envelope of a message event: `event.op` is `MESSAGE` and
  * `event.data.message` carries prefix, content and `transactional`. Content is text
- * when it is valid UTF-8 without NUL characters, else base64, as `content_encoding` says.
+ * when it is valid UTF-8 without NUL characters, else base64, as `content_encoding` states.
  */
 export function buildMessageEnvelope(triggerName: string, message: MessageEvent): Envelope {
   const commit = message.transaction === null ? 'none' : formatLsn(message.transaction.commitLsn);

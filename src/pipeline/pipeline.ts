@@ -1,6 +1,6 @@
 /**
  * Connects decoded messages to deliveries and the checkpoint. Owns the in-flight
- * budget: when queued bodies exceed it, the source is told to stop reading from the
+ * budget: when queued bodies exceed it, the source stops reading from the
  * socket until deliveries drain below half of it.
  */
 import type { Logger } from 'pino';
@@ -25,7 +25,7 @@ export interface PipelineLimits {
   readonly maxInflightBytes: number;
 }
 
-/** What the pipeline needs of a webhook's delivery engine. */
+/** The part of a webhook's delivery engine that the pipeline uses. */
 export interface DeliverySink {
   enqueue(item: DeliveryItem): void;
 }

@@ -95,7 +95,7 @@ class Reader {
     return value;
   }
 
-  /** A NUL-terminated string. */
+  /** Reads a NUL-terminated string. */
   cstring(): string {
     const end = this.#buffer.indexOf(0, this.#offset);
     if (end < 0) throw new RangeError('pgoutput: unterminated string');
@@ -281,7 +281,7 @@ function readTuple(reader: Reader): ColumnValue[] {
         values.push(utf8.decode(reader.bytes(reader.int32())));
         break;
       case ColumnKind.Binary:
-        // Only sent when the subscriber asks for binary mode, which walhook never does.
+        // Only sent when the subscriber requests binary mode, which walhook never does.
         throw new RangeError('pgoutput: binary column values are not supported');
       default:
         throw new RangeError(`pgoutput: unknown column kind 0x${kind.toString(16)}`);

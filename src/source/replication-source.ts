@@ -1,5 +1,5 @@
 /**
- * The replication connection: streams decoded messages from the slot, answers
+ * The replication connection: streams decoded messages from the slot, replies to
  * keepalives and sends standby status updates carrying only the confirmed position,
  * and reconnects with backoff when the connection breaks.
  *

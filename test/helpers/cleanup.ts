@@ -52,8 +52,8 @@ function closeAllSync(): void {
 // These hooks are registered when a test file first imports a helper, which happens at
 // the top level, so `after` attaches to the file's root test and runs after every
 // suite and test in the file.
-// Scripts such as the demo import these helpers too; they run outside the test runner,
-// which sets NODE_TEST_CONTEXT in each test file's process, and must not load node:test.
+// Scripts such as the demo import these helpers too and must not load node:test. The
+// test runner sets NODE_TEST_CONTEXT in each test file's process, which distinguishes the two.
 if (process.env.NODE_TEST_CONTEXT !== undefined) {
   const { after } = await import('node:test');
   after(closeAll);

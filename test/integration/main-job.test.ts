@@ -124,7 +124,8 @@ test('kill -9 during a receiver outage loses nothing', async (t) => {
   await first.waitForLog((entry) => entry.msg === 'delivery attempt failed, will retry', { timeoutMs: 10_000 });
 
   const during = await slotState(postgres, 'walhook');
-  assert.ok(during?.confirmedFlushLsn && before.confirmedFlushLsn);
+  assert.ok(during?.confirmedFlushLsn, 'slot has a confirmed position during the outage');
+  assert.ok(before.confirmedFlushLsn, 'slot had a confirmed position before the outage');
   assert.equal(
     compareLsn(during.confirmedFlushLsn, before.confirmedFlushLsn),
     0,

@@ -173,7 +173,7 @@ export class DeliveryEngine {
     return this.#queuedEvents;
   }
 
-  /** True while a failing event holds the whole webhook under `on_failure: block`. */
+  /** True while a failing event stops the whole webhook under `on_failure: block`. */
   get blocked(): boolean {
     return this.#blockedUnits > 0;
   }
@@ -236,7 +236,7 @@ export class DeliveryEngine {
 
   #pump(): void {
     while (!this.#closing) {
-      // Under `block`, a failing event holds the webhook until it succeeds.
+      // Under `block`, a failing event stops the webhook until it succeeds.
       if (this.#blockedUnits > 0) return;
       const segment = this.#segments[0];
       if (segment === undefined) return;

@@ -8,7 +8,7 @@ export type FailurePolicy = 'dead_letter' | 'block';
 export interface DeliveryOptions {
   /** Requests in flight at once. Default 16. */
   readonly concurrency: number;
-  /** Which events must wait for each other. Default `row`. */
+  /** Ordering mode: the events that wait for each other. Default `row`. */
   readonly ordering: Ordering;
   /** Token bucket for requests; null for no limit. */
   readonly rateLimit: { readonly perSecond: number; readonly burst: number } | null;
