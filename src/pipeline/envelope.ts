@@ -153,7 +153,8 @@ export interface MessageEvent {
   readonly receivedAtMs: number;
 }
 
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a leading byte order mark as content instead of dropping it.
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * Builds the envelope of a message event: `event.op` is `MESSAGE` and

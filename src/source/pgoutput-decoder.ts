@@ -49,8 +49,6 @@ const TRUNCATE_RESTART_IDENTITY = 2;
 const MESSAGE_TRANSACTIONAL = 1;
 const COLUMN_FLAG_KEY = 1;
 
-const utf8 = new TextDecoder('utf-8', { fatal: false });
-
 class Reader {
   #buffer: Buffer;
   #offset = 0;
@@ -99,8 +97,22 @@ class Reader {
   cstring(): string {
     const end = this.#buffer.indexOf(0, this.#offset);
     if (end < 0) throw new RangeError('pgoutput: unterminated string');
-    const value = utf8.decode(this.#buffer.subarray(this.#offset, end));
+    const value = this.#buffer.toString('utf8', this.#offset, end);
     this.#offset = end + 1;
+    return value;
+  }
+
+  /**
+   * Reads `length` bytes of UTF-8 text. Buffer's decoder keeps a leading byte order
+   * mark, which TextDecoder would drop from the value.
+   */
+  text(length: number): string {
+    const end = this.#offset + length;
+    if (length < 0 || end > this.#buffer.length) {
+      throw new RangeError('pgoutput: message shorter than its length fields');
+    }
+    const value = this.#buffer.toString('utf8', this.#offset, end);
+    this.#offset = end;
     return value;
   }
 
@@ -278,7 +290,7 @@ function readTuple(reader: Reader): ColumnValue[] {
         values.push(UNCHANGED_TOAST);
         break;
       case ColumnKind.Text:
-        values.push(utf8.decode(reader.bytes(reader.int32())));
+        values.push(reader.text(reader.int32()));
         break;
       case ColumnKind.Binary:
         // Only sent when the subscriber requests binary mode, which walhook never does.

@@ -153,6 +153,8 @@ function matrixColumns(serverVersionNum: number): MatrixColumn[] {
       type: 'text',
       values: [
         `E'caf\\u00e9 \\U0001F600 \\u202e rtl \\u200b zw'`,
+        // A leading byte order mark is content; a UTF-8 decoder that strips it loses it.
+        `E'\\ufeffstarts with a byte order mark'`,
         `E'control \\x01 \\x1f \\x7f \\u0080'`,
         `E'quote " apostrophe '' backslash \\\\ end'`,
         `E'line1\\nline2\\r\\n\\ttab'`,
