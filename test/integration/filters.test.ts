@@ -1,32 +1,23 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { type TestPostgres, startPostgres } from '../helpers/postgres.js';
-import { type Receiver, startReceiver } from '../helpers/receiver.js';
+import { test } from 'node:test';
 import { compareLsn, currentWalLsn, slotState } from '../helpers/replication.js';
+import { setUpSuiteServers } from '../helpers/suite-servers.js';
 import { waitFor } from '../helpers/wait.js';
 import { startWalhook } from '../helpers/walhook-process.js';
 
-let postgres: TestPostgres;
-let receiver: Receiver;
-
-before(async () => {
-  postgres = await startPostgres();
-  receiver = await startReceiver();
-  await postgres.query(`
-    CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL, total numeric NOT NULL, note text);
-    ALTER TABLE orders REPLICA IDENTITY FULL;
-  `);
-});
-
-after(async () => {
-  await receiver?.close();
-  await postgres?.close();
+const servers = setUpSuiteServers({
+  setup: async ({ postgres }) => {
+    await postgres.query(`
+      CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL, total numeric NOT NULL, note text);
+      ALTER TABLE orders REPLICA IDENTITY FULL;
+    `);
+  },
 });
 
 test('filters and shaping apply end to end', async (t) => {
-  const base = receiver.url.replace(/\/hooks$/, '');
+  const base = servers.receiver.url.replace(/\/hooks$/, '');
   const config = {
-    source: { connection: postgres.connectionString },
+    source: { connection: servers.postgres.connectionString },
     webhooks: [
       { name: 'paid', url: `${base}/paid/{{ event.data.new.id }}`, retry: { initial_delay: '50ms', max_delay: '200ms' } },
       { name: 'all', url: `${base}/all`, retry: { initial_delay: '50ms', max_delay: '200ms' } },
@@ -53,23 +44,23 @@ test('filters and shaping apply end to end', async (t) => {
   const walhook = await startWalhook({ config, t });
   await walhook.waitForLog('streaming from the replication slot', { timeoutMs: 20_000 });
 
-  await postgres.query("INSERT INTO orders VALUES (9007199254740993, 'new', 500, 'big order'), (2, 'new', 50, 'small')");
-  await postgres.query("UPDATE orders SET note = 'touched'");
-  await postgres.query("UPDATE orders SET status = 'paid'");
-  await postgres.query("UPDATE orders SET status = 'paid', note = 'again'");
-  await postgres.query("INSERT INTO orders VALUES (3, 'marker', 0, NULL)");
-  const endOfWrites = await currentWalLsn(postgres);
+  await servers.postgres.query("INSERT INTO orders VALUES (9007199254740993, 'new', 500, 'big order'), (2, 'new', 50, 'small')");
+  await servers.postgres.query("UPDATE orders SET note = 'touched'");
+  await servers.postgres.query("UPDATE orders SET status = 'paid'");
+  await servers.postgres.query("UPDATE orders SET status = 'paid', note = 'again'");
+  await servers.postgres.query("INSERT INTO orders VALUES (3, 'marker', 0, NULL)");
+  const endOfWrites = await currentWalLsn(servers.postgres);
 
   // Once the slot passes the last write, every event before it was delivered or filtered.
   await waitFor(
     async () => {
-      const slot = await slotState(postgres, 'walhook');
+      const slot = await slotState(servers.postgres, 'walhook');
       return slot?.confirmedFlushLsn != null && compareLsn(slot.confirmedFlushLsn, endOfWrites) >= 0;
     },
     { timeoutMs: 20_000, message: 'slot did not pass the last write' },
   );
 
-  const inserts = receiver.requests.filter((r) => r.url === '/all');
+  const inserts = servers.receiver.requests.filter((r) => r.url === '/all');
   assert.equal(inserts.length, 3);
   for (const request of inserts) {
     const row = (request.json as { event: { data: { new: Record<string, unknown> } } }).event.data.new;
@@ -77,7 +68,7 @@ test('filters and shaping apply end to end', async (t) => {
   }
   assert.match(inserts[0]!.body, /"id":9007199254740993/);
 
-  const paid = receiver.requests.filter((r) => r.url.startsWith('/paid/'));
+  const paid = servers.receiver.requests.filter((r) => r.url.startsWith('/paid/'));
   assert.equal(paid.length, 1, 'only the update that changed status to paid with total > 100');
   assert.equal(paid[0]!.url, '/paid/9007199254740993', 'URL placeholder keeps every digit');
   assert.deepEqual(paid[0]!.json, { order: 9007199254740992, status: 'paid' });

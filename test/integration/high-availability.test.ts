@@ -1,27 +1,18 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { type TestPostgres, startPostgres } from '../helpers/postgres.js';
-import { type Receiver, startReceiver } from '../helpers/receiver.js';
+import { test } from 'node:test';
+import { setUpSuiteServers } from '../helpers/suite-servers.js';
 import { waitFor } from '../helpers/wait.js';
 import { type WalhookProcess, startWalhook } from '../helpers/walhook-process.js';
 
-let postgres: TestPostgres;
-let receiver: Receiver;
-
-before(async () => {
-  postgres = await startPostgres();
-  receiver = await startReceiver();
-  await postgres.query('CREATE TABLE ha_rows (id int PRIMARY KEY)');
-});
-
-after(async () => {
-  await receiver?.close();
-  await postgres?.close();
+const servers = setUpSuiteServers({
+  setup: async ({ postgres }) => {
+    await postgres.query('CREATE TABLE ha_rows (id int PRIMARY KEY)');
+  },
 });
 
 const config = (): object => ({
-  source: { connection: postgres.connectionString },
-  webhooks: [{ name: 'rows', url: receiver.url, retry: { initial_delay: '50ms', max_delay: '200ms' } }],
+  source: { connection: servers.postgres.connectionString },
+  webhooks: [{ name: 'rows', url: servers.receiver.url, retry: { initial_delay: '50ms', max_delay: '200ms' } }],
   triggers: [{ name: 'ha_rows', table: 'ha_rows', webhook: 'rows' }],
   leader: { poll_interval: '1s' },
 });
@@ -38,7 +29,7 @@ async function readiness(port: number): Promise<{ status: number; body: { status
 
 function rowIds(): Set<number> {
   return new Set(
-    receiver.requests.map((r) => (r.json as { event: { data: { new: { id: number } } } }).event.data.new.id),
+    servers.receiver.requests.map((r) => (r.json as { event: { data: { new: { id: number } } } }).event.data.new.id),
   );
 }
 
@@ -62,7 +53,7 @@ test('one replica streams and a standby takes over after kill -9', async (t) => 
   assert.equal(standby.status, 200);
   assert.equal(standby.body.role, 'standby');
 
-  await postgres.query('INSERT INTO ha_rows VALUES (1)');
+  await servers.postgres.query('INSERT INTO ha_rows VALUES (1)');
   await waitFor(() => rowIds().has(1), { timeoutMs: 15_000, message: 'row 1 was not delivered' });
   const metrics = await (await fetch(`http://127.0.0.1:${firstPort}/metrics`)).text();
   assert.match(metrics, /walhook_events_delivered_total\{[^}]*trigger="ha_rows"[^}]*\} 1/);
@@ -71,7 +62,7 @@ test('one replica streams and a standby takes over after kill -9', async (t) => 
   first.kill('SIGKILL');
   await first.waitForExit({ timeoutMs: 10_000 });
   const killedAt = Date.now();
-  await postgres.query('INSERT INTO ha_rows VALUES (2)');
+  await servers.postgres.query('INSERT INTO ha_rows VALUES (2)');
   await second.waitForLog('streaming from the replication slot', { timeoutMs: 15_000 });
   const takeoverMs = Date.now() - killedAt;
   assert.ok(takeoverMs < 10_000, `standby took ${takeoverMs} ms to stream`);
@@ -79,7 +70,7 @@ test('one replica streams and a standby takes over after kill -9', async (t) => 
 
   const created = [...first.logs, ...second.logs].filter((entry) => entry.msg === 'replication slot created');
   assert.equal(created.length, 1, 'the slot was created once and never recreated');
-  const slots = await postgres.query<{ count: string }>("SELECT count(*)::text AS count FROM pg_replication_slots");
+  const slots = await servers.postgres.query<{ count: string }>("SELECT count(*)::text AS count FROM pg_replication_slots");
   assert.equal(slots[0]?.count, '1');
 
   const exit = await second.stop({ timeoutMs: 15_000 });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { type TestPostgres, startPostgres } from '../helpers/postgres.js';
+import { test } from 'node:test';
 import { type Receiver, type ReceivedRequest, startReceiver } from '../helpers/receiver.js';
 import { compareLsn, currentWalLsn, slotState } from '../helpers/replication.js';
+import { setUpSuiteServers } from '../helpers/suite-servers.js';
 import { waitFor } from '../helpers/wait.js';
 import { startWalhook } from '../helpers/walhook-process.js';
 
@@ -12,27 +12,19 @@ interface Delivered {
   event: { op: string; data: { old: Record<string, unknown> | null; new: Record<string, unknown> | null } };
 }
 
-let postgres: TestPostgres;
-let receiver: Receiver;
-
-before(async () => {
-  postgres = await startPostgres();
-  receiver = await startReceiver();
-  await postgres.query(`
-    CREATE TABLE orders (id bigint PRIMARY KEY, note text NOT NULL);
-    CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL);
-    CREATE TABLE audit (id bigint PRIMARY KEY, entry text);
-  `);
-});
-
-after(async () => {
-  await receiver?.close();
-  await postgres?.close();
+const servers = setUpSuiteServers({
+  setup: async ({ postgres }) => {
+    await postgres.query(`
+      CREATE TABLE orders (id bigint PRIMARY KEY, note text NOT NULL);
+      CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL);
+      CREATE TABLE audit (id bigint PRIMARY KEY, entry text);
+    `);
+  },
 });
 
 function configFor(target: Receiver): object {
   return {
-    source: { connection: postgres.connectionString },
+    source: { connection: servers.postgres.connectionString },
     webhooks: [
       { name: 'main', url: target.url, timeout: '5s', retry: { initial_delay: '50ms', max_delay: '500ms' } },
     ],
@@ -52,33 +44,33 @@ function delivered(requests: readonly ReceivedRequest[]): Delivered[] {
 }
 
 test('configured changes arrive exactly once and the slot catches up', async (t) => {
-  const walhook = await startWalhook({ config: configFor(receiver), t });
+  const walhook = await startWalhook({ config: configFor(servers.receiver), t });
   await walhook.waitForLog('streaming from the replication slot', { timeoutMs: 20_000 });
 
   for (let id = 1; id <= 300; id++) {
-    await postgres.query('INSERT INTO orders VALUES ($1, $2)', [id, `order ${id}`]);
+    await servers.postgres.query('INSERT INTO orders VALUES ($1, $2)', [id, `order ${id}`]);
   }
-  await postgres.query("INSERT INTO orders SELECT g, 'bulk ' || g FROM generate_series(301, 400) g");
+  await servers.postgres.query("INSERT INTO orders SELECT g, 'bulk ' || g FROM generate_series(301, 400) g");
   for (let id = 1; id <= 100; id++) {
-    await postgres.query("UPDATE orders SET note = note || ' (paid)' WHERE id = $1", [id]);
+    await servers.postgres.query("UPDATE orders SET note = note || ' (paid)' WHERE id = $1", [id]);
   }
-  await postgres.query('DELETE FROM orders WHERE id BETWEEN 351 AND 400');
-  await postgres.query("INSERT INTO customers SELECT g, 'customer ' || g FROM generate_series(1, 20) g");
-  await postgres.query("UPDATE customers SET name = name || ' renamed'");
-  await postgres.query("INSERT INTO audit SELECT g, 'entry' FROM generate_series(1, 30) g");
-  const endOfWrites = await currentWalLsn(postgres);
+  await servers.postgres.query('DELETE FROM orders WHERE id BETWEEN 351 AND 400');
+  await servers.postgres.query("INSERT INTO customers SELECT g, 'customer ' || g FROM generate_series(1, 20) g");
+  await servers.postgres.query("UPDATE customers SET name = name || ' renamed'");
+  await servers.postgres.query("INSERT INTO audit SELECT g, 'entry' FROM generate_series(1, 30) g");
+  const endOfWrites = await currentWalLsn(servers.postgres);
 
   const expectedTotal = 400 + 100 + 50 + 20;
-  await receiver.waitForRequests(expectedTotal, { timeoutMs: 60_000 });
+  await servers.receiver.waitForRequests(expectedTotal, { timeoutMs: 60_000 });
   await waitFor(
     async () => {
-      const slot = await slotState(postgres, 'walhook');
+      const slot = await slotState(servers.postgres, 'walhook');
       return slot !== undefined && slot.confirmedFlushLsn !== null && compareLsn(slot.confirmedFlushLsn, endOfWrites) >= 0;
     },
     { timeoutMs: 20_000, message: 'slot confirmed position did not reach the end of the writes' },
   );
 
-  const events = delivered(receiver.requests);
+  const events = delivered(servers.receiver.requests);
   assert.equal(events.length, expectedTotal, 'one request per configured change');
   assert.equal(new Set(events.map((e) => e.id)).size, expectedTotal, 'no duplicate event ids');
 
@@ -112,18 +104,18 @@ test('kill -9 during a receiver outage loses nothing', async (t) => {
   outage.respond(() => ({ status: 503 }));
   const first = await startWalhook({ config: configFor(outage), t });
   await first.waitForLog('streaming from the replication slot', { timeoutMs: 20_000 });
-  const before = await slotState(postgres, 'walhook');
+  const before = await slotState(servers.postgres, 'walhook');
   assert.ok(before !== undefined);
 
   for (let batch = 0; batch < 5; batch++) {
     const start = 1000 + batch * 10;
-    await postgres.query(`INSERT INTO orders SELECT g, 'outage' FROM generate_series(${start}, ${start + 9}) g`);
+    await servers.postgres.query(`INSERT INTO orders SELECT g, 'outage' FROM generate_series(${start}, ${start + 9}) g`);
   }
-  const afterWrites = await currentWalLsn(postgres);
+  const afterWrites = await currentWalLsn(servers.postgres);
   await outage.waitForRequests(4, { timeoutMs: 20_000 });
   await first.waitForLog((entry) => entry.msg === 'delivery attempt failed, will retry', { timeoutMs: 10_000 });
 
-  const during = await slotState(postgres, 'walhook');
+  const during = await slotState(servers.postgres, 'walhook');
   assert.ok(during?.confirmedFlushLsn, 'slot has a confirmed position during the outage');
   assert.ok(before.confirmedFlushLsn, 'slot had a confirmed position before the outage');
   assert.equal(
@@ -150,7 +142,7 @@ test('kill -9 during a receiver outage loses nothing', async (t) => {
   });
   await waitFor(
     async () => {
-      const slot = await slotState(postgres, 'walhook');
+      const slot = await slotState(servers.postgres, 'walhook');
       return slot !== undefined && slot.confirmedFlushLsn !== null && compareLsn(slot.confirmedFlushLsn, afterWrites) >= 0;
     },
     { timeoutMs: 20_000, message: 'slot did not pass the outage writes after delivery' },

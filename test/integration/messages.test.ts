@@ -1,23 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { type TestPostgres, startPostgres } from '../helpers/postgres.js';
-import { type Receiver, startReceiver } from '../helpers/receiver.js';
+import { test } from 'node:test';
 import { compareLsn, currentWalLsn, slotState } from '../helpers/replication.js';
+import { setUpSuiteServers } from '../helpers/suite-servers.js';
 import { waitFor } from '../helpers/wait.js';
 import { startWalhook } from '../helpers/walhook-process.js';
 
-let postgres: TestPostgres;
-let receiver: Receiver;
-
-before(async () => {
-  postgres = await startPostgres();
-  receiver = await startReceiver();
-  await postgres.query('CREATE TABLE outbox_anchor (id int PRIMARY KEY)');
-});
-
-after(async () => {
-  await receiver?.close();
-  await postgres?.close();
+const servers = setUpSuiteServers({
+  setup: async ({ postgres }) => {
+    await postgres.query('CREATE TABLE outbox_anchor (id int PRIMARY KEY)');
+  },
 });
 
 interface MessageBody {
@@ -36,8 +27,8 @@ interface MessageBody {
 
 test('logical decoding messages reach message_prefix triggers', async (t) => {
   const config = {
-    source: { connection: postgres.connectionString },
-    webhooks: [{ name: 'outbox', url: receiver.url, retry: { initial_delay: '50ms', max_delay: '200ms' } }],
+    source: { connection: servers.postgres.connectionString },
+    webhooks: [{ name: 'outbox', url: servers.receiver.url, retry: { initial_delay: '50ms', max_delay: '200ms' } }],
     triggers: [
       { name: 'order_outbox', message_prefix: 'orders', webhook: 'outbox' },
       { name: 'anchor', table: 'outbox_anchor', operations: ['insert'], webhook: 'outbox' },
@@ -46,26 +37,26 @@ test('logical decoding messages reach message_prefix triggers', async (t) => {
   const walhook = await startWalhook({ config, t });
   await walhook.waitForLog('streaming from the replication slot', { timeoutMs: 20_000 });
 
-  await postgres.query(`BEGIN;
+  await servers.postgres.query(`BEGIN;
     SELECT pg_logical_emit_message(true, 'orders', '{"order": 9007199254740993}');
     SELECT pg_logical_emit_message(true, 'other', 'not configured');
     COMMIT;`);
-  await postgres.query(`BEGIN;
+  await servers.postgres.query(`BEGIN;
     SELECT pg_logical_emit_message(true, 'orders', 'rolled back');
     ROLLBACK;`);
-  await postgres.query("SELECT pg_logical_emit_message(false, 'orders', '\\x00ff'::bytea)");
-  await postgres.query('INSERT INTO outbox_anchor VALUES (1)');
-  const endOfWrites = await currentWalLsn(postgres);
+  await servers.postgres.query("SELECT pg_logical_emit_message(false, 'orders', '\\x00ff'::bytea)");
+  await servers.postgres.query('INSERT INTO outbox_anchor VALUES (1)');
+  const endOfWrites = await currentWalLsn(servers.postgres);
 
   await waitFor(
     async () => {
-      const slot = await slotState(postgres, 'walhook');
+      const slot = await slotState(servers.postgres, 'walhook');
       return slot?.confirmedFlushLsn != null && compareLsn(slot.confirmedFlushLsn, endOfWrites) >= 0;
     },
     { timeoutMs: 20_000, message: 'slot did not pass the messages' },
   );
 
-  const messages = receiver.requests
+  const messages = servers.receiver.requests
     .map((request) => ({ body: request.body, json: request.json as MessageBody }))
     .filter((request) => request.json.event.op === 'MESSAGE');
   assert.equal(messages.length, 2, 'the transactional and the non-transactional message, not the rolled back one');

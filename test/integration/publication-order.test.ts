@@ -2,13 +2,10 @@
 // for a slot without a usable publication, against a real PostgreSQL server and the
 // walhook CLI.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 
-import { startPostgres } from '../helpers/postgres.js';
-import type { TestPostgres } from '../helpers/postgres.js';
-import { startReceiver } from '../helpers/receiver.js';
-import type { Receiver } from '../helpers/receiver.js';
+import { setUpSuiteServers } from '../helpers/suite-servers.js';
 import { LOG_LEVEL, startWalhook } from '../helpers/walhook-process.js';
 import type { WalhookProcess } from '../helpers/walhook-process.js';
 
@@ -24,22 +21,11 @@ interface SlotRow extends Record<string, unknown> {
 }
 
 describe('publication and slot order', () => {
-  let server: TestPostgres;
-  let receiver: Receiver;
-
-  before(async () => {
-    server = await startPostgres();
-    receiver = await startReceiver();
-  });
-
-  after(async () => {
-    await receiver?.close();
-    await server?.close();
-  });
+  const servers = setUpSuiteServers();
 
   /** Creates a database with the tables `items` and `other` and connects a client to it. */
   async function createDatabase(name: string): Promise<{ client: pg.Client; connection: string }> {
-    const connection = await server.createDatabase(name);
+    const connection = await servers.postgres.createDatabase(name);
     const client = new pg.Client({ connectionString: connection });
     await client.connect();
     await client.query('CREATE TABLE items (id int PRIMARY KEY, note text)');
@@ -48,7 +34,7 @@ describe('publication and slot order', () => {
   }
 
   async function readSlot(slot: string): Promise<SlotRow | undefined> {
-    const rows = await server.query<SlotRow>(
+    const rows = await servers.postgres.query<SlotRow>(
       `SELECT plugin, temporary, database, confirmed_flush_lsn::text, catalog_xmin::text
          FROM pg_replication_slots WHERE slot_name = $1`,
       [slot],
@@ -64,7 +50,7 @@ describe('publication and slot order', () => {
     return startWalhook({
       config: {
         source: { connection, slot, publication: 'walhook_items' },
-        webhooks: [{ name: 'items-api', url: receiver.url }],
+        webhooks: [{ name: 'items-api', url: servers.receiver.url }],
         triggers: [{ name: 'item_events', table: 'items', webhook: 'items-api' }],
       },
       t,
@@ -89,12 +75,12 @@ describe('publication and slot order', () => {
     const slot = 'order_fresh';
     const { client, connection } = await createDatabase('order_fresh');
     t.after(() => client.end());
-    const from = receiver.requests.length;
+    const from = servers.receiver.requests.length;
 
     const walhook = await startItemsWalhook(connection, slot, t);
     await walhook.waitForLog('streaming from the replication slot', { timeoutMs: 20_000 });
     await client.query("INSERT INTO items VALUES (1, 'right after start')");
-    const [request] = (await receiver.waitForRequests(from + 1, { timeoutMs: 10_000 })).slice(from);
+    const [request] = (await servers.receiver.waitForRequests(from + 1, { timeoutMs: 10_000 })).slice(from);
 
     assert.deepEqual((request?.json as { event: { data: unknown } }).event.data, {
       old: null,
@@ -132,7 +118,7 @@ describe('publication and slot order', () => {
     await client.query("INSERT INTO items VALUES (2, 'after the publication')");
     const before = await readSlot(slot);
     assert.ok(before !== undefined);
-    const from = receiver.requests.length;
+    const from = servers.receiver.requests.length;
 
     const walhook = await startItemsWalhook(connection, slot, t);
     const fatal = await expectFatalExit(walhook);
@@ -142,7 +128,7 @@ describe('publication and slot order', () => {
     assert.match(fatal, /creates the publication first, then the slot/);
     assert.deepEqual(await readSlot(slot), before, 'walhook changed, dropped or recreated the slot');
     assert.equal(walhook.logs.filter((entry) => entry.msg === 'replication slot created').length, 0);
-    assert.equal(receiver.requests.length, from, 'walhook delivered changes from a slot it rejects');
+    assert.equal(servers.receiver.requests.length, from, 'walhook delivered changes from a slot it rejects');
   });
 
   test('slot without publication is fatal', async (t) => {

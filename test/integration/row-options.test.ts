@@ -1,21 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { type TestPostgres, startPostgres } from '../helpers/postgres.js';
-import { type Receiver, startReceiver } from '../helpers/receiver.js';
+import { test } from 'node:test';
+import { setUpSuiteServers } from '../helpers/suite-servers.js';
 import { startWalhook } from '../helpers/walhook-process.js';
 
-let postgres: TestPostgres;
-let receiver: Receiver;
-
-before(async () => {
-  postgres = await startPostgres();
-  receiver = await startReceiver();
-});
-
-after(async () => {
-  await receiver?.close();
-  await postgres?.close();
-});
+const servers = setUpSuiteServers();
 
 interface Event {
   table: { schema: string; name: string };
@@ -29,19 +17,19 @@ interface Event {
 
 function configFor(slot: string, triggers: object[], source: object = {}): object {
   return {
-    source: { connection: postgres.connectionString, slot, publication: slot, ...source },
-    webhooks: [{ name: 'rows', url: receiver.url, retry: { initial_delay: '50ms', max_delay: '200ms' } }],
+    source: { connection: servers.postgres.connectionString, slot, publication: slot, ...source },
+    webhooks: [{ name: 'rows', url: servers.receiver.url, retry: { initial_delay: '50ms', max_delay: '200ms' } }],
     triggers,
   };
 }
 
 async function eventsFrom(start: number, count: number): Promise<Event[]> {
-  await receiver.waitForRequests(start + count, { timeoutMs: 20_000 });
-  return receiver.requests.slice(start, start + count).map((r) => r.json as Event);
+  await servers.receiver.waitForRequests(start + count, { timeoutMs: 20_000 });
+  return servers.receiver.requests.slice(start, start + count).map((r) => r.json as Event);
 }
 
 test('partitioned table delivers all partitions under its name', async (t) => {
-  await postgres.query(`
+  await servers.postgres.query(`
     CREATE TABLE regional (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
     CREATE TABLE regional_eu PARTITION OF regional FOR VALUES IN ('eu');
     CREATE TABLE regional_us PARTITION OF regional FOR VALUES IN ('us');
@@ -51,11 +39,11 @@ test('partitioned table delivers all partitions under its name', async (t) => {
     t,
   });
   await walhook.waitForLog('streaming from the replication slot', { timeoutMs: 20_000 });
-  const start = receiver.requests.length;
+  const start = servers.receiver.requests.length;
 
-  await postgres.query("INSERT INTO regional VALUES (1, 'eu'), (2, 'us')");
-  await postgres.query("CREATE TABLE regional_asia PARTITION OF regional FOR VALUES IN ('asia')");
-  await postgres.query("INSERT INTO regional VALUES (3, 'asia')");
+  await servers.postgres.query("INSERT INTO regional VALUES (1, 'eu'), (2, 'us')");
+  await servers.postgres.query("CREATE TABLE regional_asia PARTITION OF regional FOR VALUES IN ('asia')");
+  await servers.postgres.query("INSERT INTO regional VALUES (3, 'asia')");
 
   const events = await eventsFrom(start, 3);
   assert.deepEqual(
@@ -70,7 +58,7 @@ test('partitioned table delivers all partitions under its name', async (t) => {
 });
 
 test('replica_identity_full sets FULL and sends whole old rows', async (t) => {
-  await postgres.query("CREATE TABLE accounts (id int PRIMARY KEY, plan text); INSERT INTO accounts VALUES (1, 'free')");
+  await servers.postgres.query("CREATE TABLE accounts (id int PRIMARY KEY, plan text); INSERT INTO accounts VALUES (1, 'free')");
   const walhook = await startWalhook({
     config: configFor('accounts', [{ name: 'accounts', table: 'accounts', webhook: 'rows' }], {
       replica_identity_full: true,
@@ -81,13 +69,13 @@ test('replica_identity_full sets FULL and sends whole old rows', async (t) => {
   const changed = walhook.logs.find((entry) => entry.msg.startsWith('replica identity set to FULL'));
   assert.equal(changed?.table, 'public.accounts');
   assert.equal(changed?.previous, 'DEFAULT');
-  const identity = await postgres.query<{ relreplident: string }>(
+  const identity = await servers.postgres.query<{ relreplident: string }>(
     "SELECT relreplident FROM pg_class WHERE relname = 'accounts'",
   );
   assert.equal(identity[0]?.relreplident, 'f');
-  const start = receiver.requests.length;
+  const start = servers.receiver.requests.length;
 
-  await postgres.query("UPDATE accounts SET plan = 'pro' WHERE id = 1");
+  await servers.postgres.query("UPDATE accounts SET plan = 'pro' WHERE id = 1");
   const [update] = await eventsFrom(start, 1);
   assert.equal(update?.event.old_row, 'full');
   assert.deepEqual(update?.event.data.old, { id: 1, plan: 'free' });
@@ -95,7 +83,7 @@ test('replica_identity_full sets FULL and sends whole old rows', async (t) => {
 });
 
 test('unchanged_toast reselect fills the unchanged value', async (t) => {
-  await postgres.query(`
+  await servers.postgres.query(`
     CREATE TABLE documents (id int PRIMARY KEY, status text, doc text);
     ALTER TABLE documents ALTER doc SET STORAGE EXTERNAL;
     INSERT INTO documents VALUES (1, 'draft', repeat('0123456789abcdef', 1000));
@@ -108,9 +96,9 @@ test('unchanged_toast reselect fills the unchanged value', async (t) => {
     t,
   });
   await walhook.waitForLog('streaming from the replication slot', { timeoutMs: 20_000 });
-  const start = receiver.requests.length;
+  const start = servers.receiver.requests.length;
 
-  await postgres.query("UPDATE documents SET status = 'paid' WHERE id = 1");
+  await servers.postgres.query("UPDATE documents SET status = 'paid' WHERE id = 1");
   const [update] = await eventsFrom(start, 1);
   assert.equal(update?.event.data.new?.doc, '0123456789abcdef'.repeat(1000));
   assert.equal(update?.event.data.new?.status, 'paid');
