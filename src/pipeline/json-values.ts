@@ -49,6 +49,11 @@ interface EncodeContext {
   readonly onFallback: ((fallback: EncodeFallback) => void) | undefined;
 }
 
+const DEFAULT_OPTIONS: EncodeOptions = {};
+
+/** One context per options object, so a value costs no allocation of its own. */
+const contexts = new WeakMap<EncodeOptions, EncodeContext>();
+
 /** Nesting of domains, arrays and composites beyond which a value encodes as a string. */
 const MAX_DEPTH = 64;
 
@@ -71,12 +76,16 @@ const TIMESTAMP_ISO = /^(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?)( BC)?$/;
  * throws: text that does not parse as its type requires, or a type that `options.types`
  * does not know, becomes the text as a JSON string.
  */
-export function encodeValue(typeOid: number, text: string, options: EncodeOptions = {}): string {
-  const context: EncodeContext = {
-    types: options.types ?? BUILTIN_TYPE_LOOKUP,
-    stringifyNumeric: options.stringifyNumeric ?? false,
-    onFallback: options.onFallback,
-  };
+export function encodeValue(typeOid: number, text: string, options: EncodeOptions = DEFAULT_OPTIONS): string {
+  let context = contexts.get(options);
+  if (context === undefined) {
+    context = {
+      types: options.types ?? BUILTIN_TYPE_LOOKUP,
+      stringifyNumeric: options.stringifyNumeric ?? false,
+      onFallback: options.onFallback,
+    };
+    contexts.set(options, context);
+  }
   try {
     return encodeTyped(context, typeOid, text, 0);
   } catch (error) {

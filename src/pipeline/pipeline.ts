@@ -7,11 +7,19 @@ import type { Logger } from 'pino';
 import type { MessageTriggerConfig, TriggerConfig } from '../config/types.js';
 import { CheckpointTracker, type TransactionHandle } from '../core/checkpoint.js';
 import { type Lsn, formatLsn } from '../core/lsn.js';
-import type { DecodedMessage } from '../source/messages.js';
+import type { DecodedMessage, RelationInfo } from '../source/messages.js';
 import type { DeliveryItem } from '../sinks/webhook/delivery-engine.js';
 import { UNCHANGED_TOAST } from '../source/messages.js';
 import type { RowChange, TransactionInfo } from './change.js';
-import { type Envelope, type EnvelopeOptions, PG_EPOCH_MS, buildEnvelope, buildMessageEnvelope, envelopeBody } from './envelope.js';
+import {
+  type Envelope,
+  type EnvelopeOptions,
+  PG_EPOCH_MS,
+  buildEnvelope,
+  buildMessageEnvelope,
+  envelopeBody,
+  envelopeBytes,
+} from './envelope.js';
 import type { EncodeOptions } from './json-values.js';
 import { BodyTransform, TriggerFilter, baseTypesFrom, renderUrl, type UrlTemplate } from '../filters/index.js';
 import type { TypeRegistry } from './pg-types.js';
@@ -79,6 +87,9 @@ export class Pipeline {
   readonly #router: Router;
   readonly #filters = new Map<string, TriggerFilter>();
   readonly #messageTransforms = new Map<string, BodyTransform>();
+  /** Rendering options by trigger name and relation. */
+  readonly #optionsCache = new Map<string, WeakMap<RelationInfo, EnvelopeOptions>>();
+  readonly #keysCache = new WeakMap<RelationInfo, RelationKeys>();
   #open: OpenTransaction | null = null;
   /** Highest commit LSN received; transactions at or below it are resends. */
   #lastCommitLsn: Lsn;
@@ -144,36 +155,10 @@ export class Pipeline {
         this.#commit(message.endLsn, message.commitLsn);
         return;
       case 'insert':
-        this.#route(lsn, (base) => ({ ...base, op: 'INSERT', newTuple: message.newTuple }), message.relation);
-        return;
       case 'update':
-        this.#route(
-          lsn,
-          (base) => ({
-            ...base,
-            op: 'UPDATE',
-            oldKind: message.oldKind,
-            oldTuple: message.oldTuple,
-            newTuple: message.newTuple,
-          }),
-          message.relation,
-        );
-        return;
       case 'delete':
-        this.#route(
-          lsn,
-          (base) => ({ ...base, op: 'DELETE', oldKind: message.oldKind, oldTuple: message.oldTuple }),
-          message.relation,
-        );
-        return;
       case 'truncate':
-        for (const relation of message.relations) {
-          this.#route(
-            lsn,
-            (base) => ({ ...base, op: 'TRUNCATE', cascade: message.cascade, restartIdentity: message.restartIdentity }),
-            relation,
-          );
-        }
+        this.#rowChange(lsn, message);
         return;
       case 'message':
         this.#message(message);
@@ -230,16 +215,47 @@ export class Pipeline {
     if (this.tracker.commit(open.handle, endLsn)) this.#deps.onConfirmedAdvance();
   }
 
-  #route(
-    lsn: Lsn,
-    build: (base: Omit<RowChange & { op: 'INSERT' }, 'op' | 'newTuple'>) => RowChange,
-    relation: RowChange['relation'],
-  ): void {
+  /**
+   * Builds the row changes of a message and routes them. The objects are written out
+   * per operation, without spreading a shared base, because this runs for every change.
+   */
+  #rowChange(lsn: Lsn, message: Extract<DecodedMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>): void {
     const open = this.#open;
     if (open === null) throw new Error('row change outside a transaction');
     if (open.skip) return;
-    const change = build({ transaction: open.info, relation, lsn, lsnOrdinal: this.#nextOrdinal(open, lsn) });
-    const triggers = this.#router.match(relation.schema, relation.name, change.op);
+    const transaction = open.info;
+    switch (message.tag) {
+      case 'insert': {
+        const { relation, newTuple } = message;
+        const lsnOrdinal = this.#nextOrdinal(open, lsn);
+        this.#route(open, { transaction, relation, lsn, lsnOrdinal, op: 'INSERT', newTuple });
+        return;
+      }
+      case 'update': {
+        const { relation, oldKind, oldTuple, newTuple } = message;
+        const lsnOrdinal = this.#nextOrdinal(open, lsn);
+        this.#route(open, { transaction, relation, lsn, lsnOrdinal, op: 'UPDATE', oldKind, oldTuple, newTuple });
+        return;
+      }
+      case 'delete': {
+        const { relation, oldKind, oldTuple } = message;
+        const lsnOrdinal = this.#nextOrdinal(open, lsn);
+        this.#route(open, { transaction, relation, lsn, lsnOrdinal, op: 'DELETE', oldKind, oldTuple });
+        return;
+      }
+      case 'truncate': {
+        const { cascade, restartIdentity } = message;
+        for (const relation of message.relations) {
+          const lsnOrdinal = this.#nextOrdinal(open, lsn);
+          this.#route(open, { transaction, relation, lsn, lsnOrdinal, op: 'TRUNCATE', cascade, restartIdentity });
+        }
+        return;
+      }
+    }
+  }
+
+  #route(open: OpenTransaction, change: RowChange): void {
+    const triggers = this.#router.match(change.relation.schema, change.relation.name, change.op);
     for (const trigger of triggers) {
       const filter = this.#filters.get(trigger.name);
       if (filter !== undefined && !filter.accepts(change)) continue;
@@ -328,7 +344,7 @@ export class Pipeline {
   ): void {
     const sink = this.#deps.sinks.get(webhook);
     if (sink === undefined) throw new Error(`trigger ${item.triggerName}: no sink for webhook ${webhook}`);
-    const bytes = envelopeBody(envelope, null, 0).length;
+    const bytes = envelopeBytes(envelope);
     const transform = item.transform;
     const reselected = item.reselected ?? null;
     const urlTemplate = this.#deps.urlTemplates?.get(webhook);
@@ -336,6 +352,8 @@ export class Pipeline {
     this.#inflightEvents += 1;
     this.#inflightBytes += bytes;
     this.#deps.onEventQueued?.(item.triggerName, webhook, item.op);
+    // Every item gets the same fields in the same order, which keeps property reads
+    // on the delivery path monomorphic.
     sink.enqueue({
       envelope,
       triggerName: item.triggerName,
@@ -346,28 +364,26 @@ export class Pipeline {
       table: item.table,
       op: item.op,
       lsn: item.lsn,
-      ...(item.commitTimeMs === undefined ? {} : { commitTimeMs: item.commitTimeMs }),
-      ...(transform === null && !reselected
-        ? {}
-        : {
-            render: async (currentRetry: number, maxRetries: number | null) => {
+      commitTimeMs: item.commitTimeMs,
+      render:
+        transform === null && !reselected
+          ? undefined
+          : async (currentRetry: number, maxRetries: number | null) => {
               const source = reselected ? await reselected() : envelope;
               const body = envelopeBody(source, maxRetries, currentRetry);
               return transform === null ? body : transform.renderBody(body);
             },
-          }),
-      ...(urlTemplate === undefined ? {} : { resolveUrl: () => renderUrl(urlTemplate, envelopeBody(envelope, null, 0)) }),
+      resolveUrl: urlTemplate === undefined ? undefined : () => renderUrl(urlTemplate, envelopeBody(envelope, null, 0)),
       onDone: () => this.#delivered(handle, bytes),
     });
     this.#checkBudget();
   }
 
   #dispatch(handle: TransactionHandle, trigger: TriggerConfig, change: RowChange, filter: TriggerFilter | undefined): void {
-    const options = {
-      ...this.#deps.encodeOptions?.(trigger.webhook),
-      projection: filter?.projection(change.relation) ?? null,
-    };
-    const envelope = buildEnvelope(trigger.name, change, options);
+    const relation = change.relation;
+    const options = this.#envelopeOptions(trigger, relation, filter);
+    const lsnText = formatLsn(change.lsn);
+    const envelope = buildEnvelope(trigger.name, change, options, lsnText);
     let reselected: (() => Promise<Envelope>) | null = null;
     if (trigger.unchangedToast === 'reselect' && change.op === 'UPDATE' && this.#deps.reselect !== undefined) {
       const reselect = this.#deps.reselect;
@@ -382,20 +398,44 @@ export class Pipeline {
         };
       }
     }
-    const table = { schema: change.relation.schema, name: change.relation.name };
-    const tableKey = JSON.stringify([table.schema, table.name]);
+    const keys = this.#relationKeys(relation);
     this.#enqueue(handle, trigger.webhook, envelope, {
       triggerName: trigger.name,
-      rowKey: rowKeyOf(change, this.#deps.primaryKeys) ?? tableKey,
-      tableKey,
+      rowKey: rowKeyOf(change, keys) ?? keys.tableKey,
+      tableKey: keys.tableKey,
       barrier: change.op === 'TRUNCATE',
-      table,
+      table: keys.table,
       op: change.op,
-      lsn: formatLsn(change.lsn),
+      lsn: lsnText,
       transform: filter?.bodyTransform ?? null,
       reselected,
-      commitTimeMs: Number(change.transaction.commitTimeMicros / 1000n) + PG_EPOCH_MS,
+      commitTimeMs: Math.floor(Number(change.transaction.commitTimeMicros) / 1000) + PG_EPOCH_MS,
     });
+  }
+
+  /** Returns the rendering options of a trigger for a relation, the same object each time. */
+  #envelopeOptions(trigger: TriggerConfig, relation: RelationInfo, filter: TriggerFilter | undefined): EnvelopeOptions {
+    let byRelation = this.#optionsCache.get(trigger.name);
+    if (byRelation === undefined) {
+      byRelation = new WeakMap();
+      this.#optionsCache.set(trigger.name, byRelation);
+    }
+    let options = byRelation.get(relation);
+    if (options === undefined) {
+      options = { ...this.#deps.encodeOptions?.(trigger.webhook), projection: filter?.projection(relation) ?? null };
+      byRelation.set(relation, options);
+    }
+    return options;
+  }
+
+  /** Returns the ordering keys of a relation, computed once per Relation message. */
+  #relationKeys(relation: RelationInfo): RelationKeys {
+    let keys = this.#keysCache.get(relation);
+    if (keys === undefined) {
+      keys = relationKeysOf(relation, this.#deps.primaryKeys);
+      this.#keysCache.set(relation, keys);
+    }
+    return keys;
   }
 
   #delivered(handle: TransactionHandle, bytes: number): void {
@@ -468,32 +508,51 @@ export class Pipeline {
   }
 }
 
+/** What the ordering keys of one relation's changes are made of. */
+interface RelationKeys {
+  readonly table: { readonly schema: string; readonly name: string };
+  /** Ordering key under `ordering: table`, and the row key when the row key is unknown. */
+  readonly tableKey: string;
+  /** Positions of the columns that identify a row; empty when the row key is unknown. */
+  readonly keyColumns: readonly number[];
+}
+
 /**
- * Returns the ordering key of a row change: its table and primary key values, from the
- * new row for inserts and updates and from the old row for deletes. Returns undefined
- * when the key is unknown, so the caller orders by table.
- *
- * Under REPLICA IDENTITY FULL, PostgreSQL flags every column as part of the identity,
- * so those flags would give each version of a row its own key. The primary key names
- * from the catalog (`primaryKeys`) are used instead, and without them the table.
+ * Finds the columns that identify a row of the relation. Under REPLICA IDENTITY FULL,
+ * PostgreSQL flags every column as part of the identity, so those flags would give each
+ * version of a row its own key. The primary key names from the catalog
+ * (`primaryKeys`) are used instead, and without them the table.
  */
-function rowKeyOf(change: RowChange, primaryKeys: ReadonlyMap<string, readonly string[]> | undefined): string | undefined {
-  if (change.op === 'TRUNCATE') return undefined;
+function relationKeysOf(relation: RelationInfo, primaryKeys: ReadonlyMap<string, readonly string[]> | undefined): RelationKeys {
+  const table = { schema: relation.schema, name: relation.name };
+  const tableKey = JSON.stringify([relation.schema, relation.name]);
+  const full = relation.replicaIdentity === 'full';
+  const keyNames = full ? primaryKeys?.get(`${relation.schema}\u0000${relation.name}`) : undefined;
+  const keyColumns: number[] = [];
+  if (!full || keyNames !== undefined) {
+    relation.columns.forEach((column, index) => {
+      if (keyNames === undefined ? column.isKey : keyNames.includes(column.name)) keyColumns.push(index);
+    });
+  }
+  return { table, tableKey, keyColumns };
+}
+
+/**
+ * Returns the ordering key of a row change: its table and key values, from the new row
+ * for inserts and updates and from the old row for deletes. Returns undefined when the
+ * key is unknown, so the caller orders by table.
+ */
+function rowKeyOf(change: RowChange, keys: RelationKeys): string | undefined {
+  if (change.op === 'TRUNCATE' || keys.keyColumns.length === 0) return undefined;
   // NOTE: an update that changes the key is ordered under its new key, so it may
   // overtake a still pending event of the old key.
   const tuple = change.op === 'DELETE' ? change.oldTuple : change.newTuple;
-  const relation = change.relation;
-  const keyNames =
-    relation.replicaIdentity === 'full' ? primaryKeys?.get(`${relation.schema}\u0000${relation.name}`) : undefined;
-  if (relation.replicaIdentity === 'full' && keyNames === undefined) return undefined;
-  const parts: unknown[] = [relation.schema, relation.name];
-  relation.columns.forEach((column, index) => {
-    const inKey = keyNames === undefined ? column.isKey : keyNames.includes(column.name);
-    if (!inKey) return;
+  const parts: (string | null)[] = [keys.table.schema, keys.table.name];
+  for (const index of keys.keyColumns) {
     const value = tuple[index];
-    parts.push(value === UNCHANGED_TOAST ? null : (value ?? null));
-  });
-  return parts.length > 2 ? JSON.stringify(parts) : undefined;
+    parts.push(value === UNCHANGED_TOAST || value === undefined ? null : value);
+  }
+  return JSON.stringify(parts);
 }
 
 /**

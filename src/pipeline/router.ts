@@ -11,27 +11,39 @@ const OPERATION_OF: Record<ChangeOp, Operation> = {
   TRUNCATE: 'truncate',
 };
 
-function tableKey(schema: string, name: string): string {
-  return `${schema}\u0000${name}`;
-}
+type TriggersByOp = Readonly<Record<ChangeOp, readonly TriggerConfig[]>>;
+
+const NONE: readonly TriggerConfig[] = [];
 
 export class Router {
-  readonly #byTable = new Map<string, TriggerConfig[]>();
+  /** Triggers by schema, then table, then operation, each list in configuration order. */
+  readonly #bySchema = new Map<string, Map<string, TriggersByOp>>();
 
   constructor(triggers: readonly TriggerConfig[]) {
+    const lists = new Map<string, Map<string, TriggerConfig[]>>();
     for (const trigger of triggers) {
-      const key = tableKey(trigger.table.schema, trigger.table.name);
-      const list = this.#byTable.get(key) ?? [];
+      let tables = lists.get(trigger.table.schema);
+      if (tables === undefined) {
+        tables = new Map();
+        lists.set(trigger.table.schema, tables);
+      }
+      const list = tables.get(trigger.table.name) ?? [];
       list.push(trigger);
-      this.#byTable.set(key, list);
+      tables.set(trigger.table.name, list);
+    }
+    for (const [schema, tables] of lists) {
+      const byTable = new Map<string, TriggersByOp>();
+      for (const [name, list] of tables) {
+        const byOp = (op: ChangeOp): TriggerConfig[] =>
+          list.filter((trigger) => trigger.operations.includes(OPERATION_OF[op]));
+        byTable.set(name, { INSERT: byOp('INSERT'), UPDATE: byOp('UPDATE'), DELETE: byOp('DELETE'), TRUNCATE: byOp('TRUNCATE') });
+      }
+      this.#bySchema.set(schema, byTable);
     }
   }
 
   /** Returns the triggers that fire for `op` on the table, in configuration order. */
-  match(schema: string, name: string, op: ChangeOp): TriggerConfig[] {
-    const triggers = this.#byTable.get(tableKey(schema, name));
-    if (triggers === undefined) return [];
-    const operation = OPERATION_OF[op];
-    return triggers.filter((trigger) => trigger.operations.includes(operation));
+  match(schema: string, name: string, op: ChangeOp): readonly TriggerConfig[] {
+    return this.#bySchema.get(schema)?.get(name)?.[op] ?? NONE;
   }
 }

@@ -92,4 +92,13 @@ test('envelope marks key-only old rows', () => {
 test('commit time formats with microseconds', () => {
   assert.equal(formatCommitTime(0n), '2000-01-01T00:00:00.000000Z');
   assert.equal(formatCommitTime(829_657_696_789_123n), '2026-04-16T12:28:16.789123Z');
+  assert.equal(formatCommitTime(1_500n), '2000-01-01T00:00:00.001500Z');
+  assert.equal(formatCommitTime(7n), '2000-01-01T00:00:00.000007Z');
+});
+
+test('commit time before 2000 and beyond the exact range of a double', () => {
+  assert.equal(formatCommitTime(-1n), '1999-12-31T23:59:59.999999Z');
+  assert.equal(formatCommitTime(-1_000_500n), '1999-12-31T23:59:58.999500Z');
+  // 2^53 + 1 microseconds after 2000 cannot pass through a double.
+  assert.equal(formatCommitTime(9_007_199_254_740_993n), '2285-06-04T23:47:34.740993Z');
 });
