@@ -115,6 +115,19 @@ export class Metrics {
     buckets: COMMIT_TO_DELIVERY_BUCKETS,
     registers: [this.registry],
   });
+  readonly #capturedChildren = new Children((trigger, webhook, op) =>
+    this.#eventsCaptured.labels({ trigger, webhook, op: op.toLowerCase() }),
+  );
+  readonly #deliveredChildren = new Children((trigger, webhook, op) =>
+    this.#eventsDelivered.labels({ trigger, webhook, op: op.toLowerCase() }),
+  );
+  readonly #attemptChildren = new Children((webhook, outcome, statusClass) =>
+    this.#attempts.labels({ webhook, outcome, status_class: statusClass }),
+  );
+  readonly #durationChildren = new Children((webhook) => this.#deliveryDuration.labels({ webhook }));
+  readonly #latencyChildren = new Children((webhook) => this.#commitToDelivery.labels({ webhook }));
+  /** Webhooks whose circuit breaker opened and has not seen a success since. */
+  readonly #pausedWebhooks = new Set<string>();
   readonly #inflightEvents = this.#gauge(
     'walhook_inflight_events',
     'Events received and not yet delivered or dead-lettered.',
@@ -216,7 +229,7 @@ export class Metrics {
   }
 
   eventCaptured(trigger: string, webhook: string, op: string): void {
-    this.#eventsCaptured.inc({ trigger, webhook, op: op.toLowerCase() });
+    this.#capturedChildren.get(trigger, webhook, op).inc();
   }
 
   /** Returns the observer to pass to the DeliveryEngine of `webhook`. */
@@ -226,6 +239,7 @@ export class Metrics {
       done: (item: DeliveryItem, outcome: DeliveryOutcome) => this.#done(webhook, item, outcome),
       breakerOpened: (name: string) => {
         this.#breakerOpened.inc({ webhook: name });
+        this.#pausedWebhooks.add(name);
         this.#webhookPaused.set({ webhook: name }, 1);
       },
       blocked: (name: string, blocked: boolean) => {
@@ -282,13 +296,13 @@ export class Metrics {
     const statusClass = statusClassOf(event.status);
     const webhook = event.webhook;
     const outcome = event.ok ? 'success' : 'failure';
-    this.#attempts.inc({ webhook, outcome, status_class: statusClass });
-    this.#deliveryDuration.observe({ webhook }, event.durationMs / 1000);
+    this.#attemptChildren.get(webhook, outcome, statusClass).inc();
+    this.#durationChildren.get(webhook, '', '').observe(event.durationMs / 1000);
     if (event.attempt !== undefined && event.attempt > 0) {
       this.#retries.inc({ webhook, status_class: statusClass });
     }
     // A success closes the circuit breaker, so deliveries are no longer paused.
-    if (event.ok) this.#webhookPaused.set({ webhook }, 0);
+    if (event.ok && this.#pausedWebhooks.delete(webhook)) this.#webhookPaused.set({ webhook }, 0);
     if (!event.ok && event.items !== undefined) {
       for (const item of event.items) this.#eventsFailed.inc(eventLabels(webhook, item));
     }
@@ -299,10 +313,10 @@ export class Metrics {
       this.#eventsDeadLettered.inc(eventLabels(webhook, item));
       return;
     }
-    this.#eventsDelivered.inc(eventLabels(webhook, item));
+    this.#deliveredChildren.get(item.triggerName, webhook, item.op).inc();
     if (item.commitTimeMs !== undefined) {
       const latencyMs = Math.max(0, this.#now() - item.commitTimeMs);
-      this.#commitToDelivery.observe({ webhook }, latencyMs / 1000);
+      this.#latencyChildren.get(webhook, '', '').observe(latencyMs / 1000);
     }
   }
 
@@ -330,6 +344,38 @@ export function statusClassOf(status: number | null): string {
 }
 
 type EventLabel = (typeof EVENT_LABELS)[number];
+
+/**
+ * Keeps the labelled child of a metric per label values. prom-client hashes the label
+ * object on every inc() or observe(); the counters on the delivery path skip that.
+ */
+class Children<Child> {
+  readonly #children = new Map<string, Map<string, Map<string, Child>>>();
+  readonly #create: (a: string, b: string, c: string) => Child;
+
+  constructor(create: (a: string, b: string, c: string) => Child) {
+    this.#create = create;
+  }
+
+  get(a: string, b: string, c: string): Child {
+    let byB = this.#children.get(a);
+    if (byB === undefined) {
+      byB = new Map();
+      this.#children.set(a, byB);
+    }
+    let byC = byB.get(b);
+    if (byC === undefined) {
+      byC = new Map();
+      byB.set(b, byC);
+    }
+    let child = byC.get(c);
+    if (child === undefined) {
+      child = this.#create(a, b, c);
+      byC.set(c, child);
+    }
+    return child;
+  }
+}
 
 function eventLabels(webhook: string, item: DeliveryItem): Record<EventLabel, string> {
   return { trigger: item.triggerName, webhook, op: item.op.toLowerCase() };
