@@ -54,11 +54,18 @@ export function formatCommitTime(micros: bigint): string {
   // Microseconds since 2000 stay below 2^53, exact in a double, until the year 2285.
   const value = Number(micros);
   if (!Number.isSafeInteger(value)) return formatCommitTimeBig(micros);
-  const millis = Math.floor(value / 1000);
-  const extraMicros = value - millis * 1000;
-  const iso = new Date(millis + PG_EPOCH_MS).toISOString();
-  return `${iso.slice(0, 23)}${extraMicros < 10 ? '00' : extraMicros < 100 ? '0' : ''}${extraMicros}Z`;
+  const seconds = Math.floor(value / 1_000_000);
+  if (seconds !== lastSecond) {
+    // Commits of one second share the text up to the decimal point.
+    lastSecond = seconds;
+    lastSecondText = new Date(seconds * 1000 + PG_EPOCH_MS).toISOString().slice(0, -4);
+  }
+  return `${lastSecondText}${String(value - seconds * 1_000_000).padStart(6, '0')}Z`;
 }
+
+let lastSecond = Number.NaN;
+/** ISO 8601 text of `lastSecond` up to and with the decimal point. */
+let lastSecondText = '';
 
 function formatCommitTimeBig(micros: bigint): string {
   const unixMicros = micros + BigInt(PG_EPOCH_MS) * 1000n;
