@@ -74,3 +74,29 @@ test('keyed queue keeps per-key order under random interleaving', () => {
     }
   }
 });
+
+test('keyed queue starts a reused key empty', () => {
+  const queue = new KeyedQueue<number>();
+  for (let round = 0; round < 3; round++) {
+    queue.push(`k${round}`, round * 10);
+    queue.push(`k${round}`, round * 10 + 1);
+    assert.deepEqual(queue.take(), { key: `k${round}`, items: [round * 10] });
+    queue.release(`k${round}`);
+    assert.deepEqual(queue.take(5), { key: `k${round}`, items: [round * 10 + 1] });
+    queue.release(`k${round}`);
+    assert.equal(queue.size, 0);
+    assert.equal(queue.take(), undefined);
+  }
+});
+
+test('keyed queue appends taken items to a given array', () => {
+  const queue = new KeyedQueue<number>();
+  queue.push('a', 1);
+  queue.push('a', 2);
+  queue.push('b', 3);
+  const into = [0];
+  assert.equal(queue.takeInto(into, 5), 'a');
+  assert.equal(queue.takeInto(into, 5), 'b');
+  assert.deepEqual(into, [0, 1, 2, 3]);
+  assert.equal(queue.takeInto(into, 5), undefined);
+});

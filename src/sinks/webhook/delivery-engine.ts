@@ -274,20 +274,17 @@ export class DeliveryEngine {
     const items: DeliveryItem[] = [];
     let bytes = 0;
     while (items.length < batch.maxEvents) {
-      const taken = segment.queue.take(batch.maxEvents - items.length, batch.maxBytes - bytes, (item) => item.bytes);
-      if (taken === undefined) break;
-      const first = taken.items[0]!;
-      if (items.length > 0 && bytes + first.bytes > batch.maxBytes) {
+      const start = items.length;
+      const key = segment.queue.takeInto(items, batch.maxEvents - start, batch.maxBytes - bytes, bytesOf);
+      if (key === undefined) break;
+      if (start > 0 && bytes + items[start]!.bytes > batch.maxBytes) {
         // The key's next event does not fit: give it back and send what we have.
-        segment.queue.unshift(taken.key, taken.items);
-        segment.queue.release(taken.key);
+        segment.queue.unshift(key, items.splice(start));
+        segment.queue.release(key);
         break;
       }
-      keys.push(taken.key);
-      for (const item of taken.items) {
-        items.push(item);
-        bytes += item.bytes;
-      }
+      keys.push(key);
+      for (let index = start; index < items.length; index++) bytes += items[index]!.bytes;
     }
     if (items.length === 0) return undefined;
     this.#batchOpenedAt = this.#now();
@@ -599,6 +596,10 @@ class RequestTimeout extends EventEmitter {
   clear(): void {
     clearTimeout(this.#timer);
   }
+}
+
+function bytesOf(item: DeliveryItem): number {
+  return item.bytes;
 }
 
 function limiterSettings(options: DeliveryOptions): Bottleneck.ConstructorOptions {

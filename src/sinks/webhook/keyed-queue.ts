@@ -10,8 +10,12 @@ interface KeyState<T> {
   busy: boolean;
 }
 
+/** Emptied key states kept for reuse, so a stream of distinct keys allocates none. */
+const MAX_SPARE_STATES = 1024;
+
 export class KeyedQueue<T> {
   readonly #keys = new Map<string, KeyState<T>>();
+  readonly #spare: KeyState<T>[] = [];
   /** Keys whose head item may be taken, in the order they became ready. */
   #ready: string[] = [];
   #readyHead = 0;
@@ -25,7 +29,7 @@ export class KeyedQueue<T> {
   push(key: string, item: T): void {
     let state = this.#keys.get(key);
     if (state === undefined) {
-      state = { items: [], head: 0, busy: false };
+      state = this.#spare.pop() ?? { items: [], head: 0, busy: false };
       this.#keys.set(key, state);
     }
     const wasEmpty = state.head === state.items.length;
@@ -39,7 +43,14 @@ export class KeyedQueue<T> {
    * the item that would make `weight` exceed `maxWeight` (the first item is always
    * taken). The key stays busy until `release(key)`. Returns undefined when no key is ready.
    */
-  take(maxItems = 1, maxWeight = Infinity, weight: (item: T) => number = () => 0): { key: string; items: T[] } | undefined {
+  take(maxItems = 1, maxWeight = Infinity, weight?: (item: T) => number): { key: string; items: T[] } | undefined {
+    const items: T[] = [];
+    const key = this.takeInto(items, maxItems, maxWeight, weight);
+    return key === undefined ? undefined : { key, items };
+  }
+
+  /** Does what `take` does, but appends the items to `into` and returns only the key. */
+  takeInto(into: T[], maxItems = 1, maxWeight = Infinity, weight?: (item: T) => number): string | undefined {
     while (this.#readyHead < this.#ready.length) {
       const key = this.#ready[this.#readyHead]!;
       this.#readyHead += 1;
@@ -47,20 +58,20 @@ export class KeyedQueue<T> {
       const state = this.#keys.get(key);
       if (state === undefined || state.busy || state.head === state.items.length) continue;
 
-      const items: T[] = [];
+      const start = into.length;
       let total = 0;
-      while (state.head < state.items.length && items.length < maxItems) {
+      while (state.head < state.items.length && into.length - start < maxItems) {
         const item = state.items[state.head]!;
-        const itemWeight = weight(item);
-        if (items.length > 0 && total + itemWeight > maxWeight) break;
-        items.push(item);
+        const itemWeight = weight === undefined ? 0 : weight(item);
+        if (into.length > start && total + itemWeight > maxWeight) break;
+        into.push(item);
         total += itemWeight;
         state.items[state.head] = undefined as T;
         state.head += 1;
       }
-      this.#size -= items.length;
+      this.#size -= into.length - start;
       state.busy = true;
-      return { key, items };
+      return key;
     }
     return undefined;
   }
@@ -86,6 +97,11 @@ export class KeyedQueue<T> {
     state.busy = false;
     if (state.head === state.items.length) {
       this.#keys.delete(key);
+      if (this.#spare.length < MAX_SPARE_STATES) {
+        state.items.length = 0;
+        state.head = 0;
+        this.#spare.push(state);
+      }
       return;
     }
     if (state.head > 64 && state.head * 2 > state.items.length) {
