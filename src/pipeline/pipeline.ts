@@ -547,12 +547,14 @@ function rowKeyOf(change: RowChange, keys: RelationKeys): string | undefined {
   // NOTE: an update that changes the key is ordered under its new key, so it may
   // overtake a still pending event of the old key.
   const tuple = change.op === 'DELETE' ? change.oldTuple : change.newTuple;
-  const parts: (string | null)[] = [keys.table.schema, keys.table.name];
+  // PostgreSQL text cannot contain NUL, so NUL separates the values, and a marker
+  // after it tells a text value ('s') from a missing one ('n').
+  let key = keys.tableKey;
   for (const index of keys.keyColumns) {
     const value = tuple[index];
-    parts.push(value === UNCHANGED_TOAST || value === undefined ? null : value);
+    key += typeof value === 'string' ? `\u0000s${value}` : '\u0000n';
   }
-  return JSON.stringify(parts);
+  return key;
 }
 
 /**
