@@ -536,8 +536,11 @@ export const configSchema = z.strictObject({
   log: logSchema.prefault({}),
   /** How long shutdown waits for in-flight deliveries. Default `30s`. */
   shutdown_timeout: durationSchema('30s'),
-  /** Undelivered events held in memory before reading from the slot pauses. Default `4000`. */
-  max_inflight_events: z.number().int().min(1).max(10_000_000).prefault(4_000),
+  /**
+   * Undelivered events held in memory before reading from the slot pauses. Default
+   * 1000, or what the webhooks can have in requests at once when that is more.
+   */
+  max_inflight_events: z.number().int().min(1).max(10_000_000).optional(),
   /** Undelivered request bodies held in memory before reading pauses. Default `16MiB`. */
   max_inflight_bytes: byteSizeSchema('16MiB'),
 });

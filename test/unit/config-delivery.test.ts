@@ -110,3 +110,15 @@ test('message_prefix triggers reject table and row filters', () => {
   );
   assert.equal(filtered[0]?.path, 'triggers[0].where');
 });
+
+test('in-flight limit defaults to what the webhooks can have in requests', () => {
+  const parse = (lines: string, extra = ''): number =>
+    parseConfig(withWebhook(lines) + extra, { file: 'test.yaml', env: ENV }).maxInflightEvents;
+  assert.equal(parse('    url: https://example.test/hooks\n'), 1000);
+  assert.equal(parse('    url: https://example.test/hooks\n    concurrency: 16\n    batch: { max_events: 100 }\n'), 1600);
+  assert.equal(
+    parse('    url: https://example.test/hooks\n    batch: { max_events: 100 }\n', 'max_inflight_events: 300\n'),
+    300,
+    'an explicit value is kept',
+  );
+});

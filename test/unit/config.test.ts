@@ -89,7 +89,7 @@ test('config normalizes a minimal file with defaults', () => {
     leader: { pollIntervalMs: 2000 },
     log: { level: 'info' },
     shutdownTimeoutMs: 30_000,
-    maxInflightEvents: 4_000,
+    maxInflightEvents: 1_000,
     maxInflightBytes: 16 * 1024 * 1024,
   });
 });
