@@ -6,6 +6,7 @@ import {
   encodeValue,
   isoTimestampToXsd,
   isoTimestamptzToXsd,
+  quoteJson,
 } from '../../src/pipeline/json-values.js';
 import type { EncodeFallback } from '../../src/pipeline/json-values.js';
 import { TypeRegistry, builtinType } from '../../src/pipeline/pg-types.js';
@@ -407,4 +408,14 @@ describe('TypeRegistry', () => {
     await registry.loadTables([{ schema: 'public', name: 'events' }]);
     assert.deepEqual(registry.unknownOids([16600, 16601, 16602, 16603]), []);
   });
+});
+
+test('quoteJson gives what JSON.stringify gives for every UTF-16 code unit', () => {
+  for (let code = 0; code <= 0xffff; code++) {
+    const text = `a${String.fromCharCode(code)}b`;
+    assert.equal(quoteJson(text), JSON.stringify(text), `code unit ${code.toString(16)}`);
+  }
+  for (const text of ['', '\ud83d\ude00', 'x\udc00\ud800y', 'plain text']) {
+    assert.equal(quoteJson(text), JSON.stringify(text));
+  }
 });
