@@ -168,10 +168,9 @@ function normalize(parsed: ParsedConfig): WalhookConfig {
 const MIN_DEFAULT_INFLIGHT_EVENTS = 1000;
 
 /**
- * Returns the default in-flight limit: 1000 events, or the events that all webhooks can
- * have in requests at once (concurrency times batch size) when that is more, so the
- * limit does not hold deliveries below their configured concurrency. A smaller limit
- * keeps fewer events alive, which measured faster and smaller in the benchmark drains.
+ * Returns the default in-flight limit: 1000 events, or the sum of concurrency times
+ * batch size over the webhooks when that is more, so that the limit never keeps a
+ * webhook below its concurrency.
  */
 export function defaultInflightEvents(
   webhooks: readonly { readonly concurrency: number; readonly batch?: { readonly max_events: number } | undefined }[],

@@ -43,7 +43,8 @@ function changeEventId(triggerName: string, change: RowChange, commitLsnText: st
 
 /** Returns a UUID (version 8) made from the SHA-256 of `text`. */
 export function uuidFromText(text: string): string {
-  // The one-shot hash() costs about half of createHash() for inputs this short.
+  // For inputs this short the one-shot hash() measured about a third of the time of
+  // createHash().update().digest() (Node.js 20.20).
   const hex = hash('sha256', text, 'hex');
   const variant = ((parseInt(hex.slice(16, 17), 16) & 0x3) | 0x8).toString(16);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;

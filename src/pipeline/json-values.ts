@@ -168,7 +168,7 @@ function encodeScalar(context: EncodeContext, category: ScalarCategory, text: st
   }
 }
 
-/** Characters that JSON.stringify escapes: quote, backslash, controls, and surrogates that may be unpaired. */
+/** Matches the characters that JSON.stringify escapes, and surrogates, which it escapes when unpaired. */
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 /**

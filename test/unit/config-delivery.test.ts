@@ -111,7 +111,7 @@ test('message_prefix triggers reject table and row filters', () => {
   assert.equal(filtered[0]?.path, 'triggers[0].where');
 });
 
-test('in-flight limit defaults to what the webhooks can have in requests', () => {
+test('in-flight limit default', () => {
   const parse = (lines: string, extra = ''): number =>
     parseConfig(withWebhook(lines) + extra, { file: 'test.yaml', env: ENV }).maxInflightEvents;
   assert.equal(parse('    url: https://example.test/hooks\n'), 1000);

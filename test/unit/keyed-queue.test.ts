@@ -89,7 +89,7 @@ test('keyed queue starts a reused key empty', () => {
   }
 });
 
-test('keyed queue appends taken items to a given array', () => {
+test('keyed queue takeInto appends', () => {
   const queue = new KeyedQueue<number>();
   queue.push('a', 1);
   queue.push('a', 2);
