@@ -6,15 +6,12 @@
  */
 import { join } from 'node:path';
 
-import type { TestPostgres } from '../test/helpers/postgres.js';
-import { runPgbench, writePgbenchScript, type PostgresTools } from './postgres-tools.js';
+import { type PhaseContext, insertTableSql, recreateDatabase, startPerEventWalhook, writeInsertScript } from './insert-load.js';
+import { runPgbench } from './postgres-tools.js';
 import { readCpuSeconds } from './proc-stats.js';
-import type { BenchReceiver } from './receiver.js';
-import type { BenchScale } from './scale.js';
 import { percentile } from './stats.js';
 import { TriggerPoller } from './trigger-baseline.js';
 import { TRIGGER_SETUP_SQL, attachTriggerSql } from './trigger-sql.js';
-import { BenchWalhook, walhookConfig } from './walhook-runner.js';
 import { createSlot, dropSlot, withClient } from './workloads.js';
 
 export type Capture = 'walhook' | 'trigger';
@@ -42,14 +39,7 @@ export interface LatencyRun {
   readonly captureCpuShare: number | null;
 }
 
-export interface LatencyContext {
-  readonly server: TestPostgres;
-  readonly tools: PostgresTools;
-  readonly receiver: BenchReceiver;
-  readonly scale: BenchScale;
-  readonly workDir: string;
-  readonly log: (message: string) => void;
-}
+export type LatencyContext = PhaseContext;
 
 const DATABASE = 'bench_latency';
 const WALHOOK_TABLE = 'latency_walhook';
@@ -59,18 +49,9 @@ const PGBENCH_THREADS = 2;
 
 export async function measureLatency(context: LatencyContext): Promise<LatencyRun[]> {
   const { server, receiver, scale, log } = context;
-  await server.query(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
-  await server.createDatabase(DATABASE);
+  await recreateDatabase(server, DATABASE);
   await withClient(server, DATABASE, async (client) => {
-    for (const table of [WALHOOK_TABLE, TRIGGER_TABLE]) {
-      await client.query(`CREATE TABLE ${table} (
-        id bigserial PRIMARY KEY,
-        account integer NOT NULL,
-        amount numeric(12, 2) NOT NULL,
-        status text NOT NULL,
-        note text NOT NULL,
-        inserted_at timestamptz NOT NULL DEFAULT now())`);
-    }
+    for (const table of [WALHOOK_TABLE, TRIGGER_TABLE]) await client.query(insertTableSql(table));
     for (const sql of TRIGGER_SETUP_SQL) await client.query(sql);
     await client.query(attachTriggerSql(TRIGGER_TABLE));
     await client.query(`CREATE PUBLICATION ${DATABASE} FOR TABLE ${WALHOOK_TABLE}`);
@@ -80,18 +61,12 @@ export async function measureLatency(context: LatencyContext): Promise<LatencyRu
   const runs: LatencyRun[] = [];
   receiver.responseDelayMs = 0;
 
-  const walhook = await BenchWalhook.start({
-    config: walhookConfig({
-      connection: server.connectionStringFor(DATABASE),
-      slot: `${DATABASE}_walhook`,
-      publication: DATABASE,
-      tables: [`public.${WALHOOK_TABLE}`],
-      receiverUrl: receiver.url,
-      batched: false,
-    }),
+  const walhook = await startPerEventWalhook(context, {
+    database: DATABASE,
+    slot: `${DATABASE}_walhook`,
+    table: WALHOOK_TABLE,
   });
   try {
-    await walhook.waitForStreaming();
     for (const rate of scale.latencyRates) {
       const run = await runAtRate(context, 'walhook', WALHOOK_TABLE, rate, walhook.pid);
       log(describeRun(run));
@@ -124,11 +99,7 @@ async function runAtRate(
   capturePid: number,
 ): Promise<LatencyRun> {
   const { server, tools, receiver, scale } = context;
-  const script = await writePgbenchScript(
-    join(context.workDir, `latency-${table}.sql`),
-    `\\set account random(1, 100000)\n` +
-      `INSERT INTO ${table} (account, amount, status, note) VALUES (:account, :account / 100.0, 'new', 'latency');\n`,
-  );
+  const script = await writeInsertScript(join(context.workDir, `latency-${table}.sql`), table, 'latency');
   receiver.resetCounts();
   const startedAtMs = Date.now();
   receiver.startSampling(startedAtMs + scale.latencyWarmupSeconds * 1000);

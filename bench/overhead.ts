@@ -15,22 +15,13 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 
 import type { TestPostgres } from '../test/helpers/postgres.js';
-import {
-  pinProcess,
-  pinServer,
-  runPgbench,
-  startRecvlogical,
-  writePgbenchScript,
-  type PostgresTools,
-  type RecvlogicalRun,
-} from './postgres-tools.js';
+import { type PhaseContext, insertTableSql, recreateDatabase, startPerEventWalhook, writeInsertScript } from './insert-load.js';
+import { pinProcess, pinServer, runPgbench, startRecvlogical, type RecvlogicalRun } from './postgres-tools.js';
 import { readCpuSeconds } from './proc-stats.js';
-import type { BenchReceiver } from './receiver.js';
-import type { BenchScale } from './scale.js';
 import { mean } from './stats.js';
 import { TriggerPoller } from './trigger-baseline.js';
 import { PENDING_EVENTS_SQL, TRIGGER_SETUP_SQL, attachTriggerSql, detachTriggerSql } from './trigger-sql.js';
-import { BenchWalhook, walhookConfig } from './walhook-runner.js';
+import type { BenchWalhook } from './walhook-runner.js';
 import { createSlot, dropSlot, withClient } from './workloads.js';
 
 export type CaptureMode = 'none' | 'walhook' | 'pg_recvlogical' | 'trigger';
@@ -75,14 +66,7 @@ export interface OverheadResult {
   readonly pinnedSkipped: string | null;
 }
 
-export interface OverheadContext {
-  readonly server: TestPostgres;
-  readonly tools: PostgresTools;
-  readonly receiver: BenchReceiver;
-  readonly scale: BenchScale;
-  readonly workDir: string;
-  readonly log: (message: string) => void;
-}
+export type OverheadContext = PhaseContext;
 
 const DATABASE = 'bench_overhead';
 const TABLE = 'overhead_rows';
@@ -92,24 +76,13 @@ const ALL_CPUS = '0-1';
 
 export async function measureOverhead(context: OverheadContext): Promise<OverheadResult> {
   const { server, log } = context;
-  await server.query(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
-  await server.createDatabase(DATABASE);
+  await recreateDatabase(server, DATABASE);
   await withClient(server, DATABASE, async (client) => {
-    await client.query(`CREATE TABLE ${TABLE} (
-      id bigserial PRIMARY KEY,
-      account integer NOT NULL,
-      amount numeric(12, 2) NOT NULL,
-      status text NOT NULL,
-      note text NOT NULL,
-      inserted_at timestamptz NOT NULL DEFAULT now())`);
+    await client.query(insertTableSql(TABLE));
     for (const sql of TRIGGER_SETUP_SQL) await client.query(sql);
     await client.query(`CREATE PUBLICATION ${DATABASE} FOR TABLE ${TABLE}`);
   });
-  const script = await writePgbenchScript(
-    join(context.workDir, 'overhead.sql'),
-    `\\set account random(1, 100000)\n` +
-      `INSERT INTO ${TABLE} (account, amount, status, note) VALUES (:account, :account / 100.0, 'new', 'overhead');\n`,
-  );
+  const script = await writeInsertScript(join(context.workDir, 'overhead.sql'), TABLE, 'overhead');
 
   const placements: Placement[] = ['shared'];
   const pinnedSkipped = availableParallelism() < 2 ? `only ${availableParallelism()} CPU available` : null;
@@ -191,18 +164,12 @@ async function runOnce(
   let recvlogical: RecvlogicalRun | undefined;
   if (mode === 'walhook') {
     await createSlot(server, DATABASE, slot);
-    walhook = await BenchWalhook.start({
-      config: walhookConfig({
-        connection: server.connectionStringFor(DATABASE),
-        slot,
-        publication: DATABASE,
-        tables: [`public.${TABLE}`],
-        receiverUrl: receiver.url,
-        batched: false,
-      }),
+    walhook = await startPerEventWalhook(context, {
+      database: DATABASE,
+      slot,
+      table: TABLE,
       ...(captureCpus === undefined ? {} : { cpuList: captureCpus }),
     });
-    await walhook.waitForStreaming();
   } else if (mode === 'pg_recvlogical') {
     await createSlot(server, DATABASE, slot);
     recvlogical = startRecvlogical(context.tools, server, {
