@@ -240,12 +240,24 @@ export function slotLost(slot: string): SourceStateError {
 
 /**
  * Maps the errors of a server that cannot load the output plugin (SQLSTATE 58P01, no
- * such file), or whose wal2json rejects walhook's options (raised in its startup
- * callback), to a fatal error. Returns null for other errors.
+ * such file), does not allow it (42501), or whose wal2json rejects walhook's options
+ * (raised in its startup callback), to a fatal error. Returns null for other errors.
  */
 export function pluginNotLoadable(err: unknown, plugin: string): SourceStateError | null {
   const fields = (err ?? {}) as { code?: string; where?: string; message?: string };
   const message = fields.message ?? String(err);
+  if (fields.code === '42501' && message.includes(`"${plugin}" may not be used as an output plugin`)) {
+    // PostgreSQL 15 since 15.19 (Debian's postgresql-15 changelog) allows only the plugins
+    // in output_plugin_libraries, by default pgoutput and test_decoding. NOTE: the minor
+    // releases that added it on other branches were not checked.
+    return new SourceStateError(
+      'WALHOOK_PLUGIN_UNSUPPORTED',
+      `the server does not allow the output plugin '${plugin}' (${message}); as a superuser run ` +
+        `ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, test_decoding, ${plugin}' and ` +
+        'SELECT pg_reload_conf(), or set source.plugin: pgoutput',
+      { cause: err },
+    );
+  }
   if (fields.code === '58P01' && message.includes(`"${plugin}"`)) {
     return new SourceStateError(
       'WALHOOK_PLUGIN_UNSUPPORTED',

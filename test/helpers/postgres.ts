@@ -98,9 +98,9 @@ export class TestPostgres {
   }
 
   static async start(options: StartPostgresOptions): Promise<TestPostgres> {
-    const settings = mergeSettings(options.settings ?? {});
     const account = await resolveServerAccount();
     const binaries = await locatePostgresBinaries(account, options.binDir);
+    const settings = mergeSettings({ ...(await pluginSettings(account, binaries)), ...options.settings });
 
     const rootDir = await mkdtemp(join(tmpdir(), 'walhook-pg-'));
     await chmod(rootDir, 0o755);
@@ -388,6 +388,17 @@ export class TestPostgres {
     this.#pool = undefined;
     await pool?.end();
   }
+}
+
+/**
+ * Returns the settings that let the tests use wal2json. PostgreSQL 15 since 15.19 allows
+ * only the output plugins in `output_plugin_libraries`, by default pgoutput and
+ * test_decoding; servers without that parameter accept any installed plugin.
+ */
+async function pluginSettings(account: ServerAccount, binaries: PostgresBinaries): Promise<Record<string, string>> {
+  const { stdout } = await runAs(account, binaries.postgres, ['--describe-config'], { timeoutMs: 15_000 });
+  const known = stdout.split('\n').some((line) => line.startsWith('output_plugin_libraries\t'));
+  return known ? { output_plugin_libraries: 'pgoutput, test_decoding, wal2json' } : {};
 }
 
 function mergeSettings(settings: Record<string, string>): Record<string, string> {

@@ -46,6 +46,35 @@ test('missing plugin stops walhook with a clear error', async (t) => {
   assert.match(fatal?.msg ?? '', /cannot load the output plugin 'wal2json'.*set source\.plugin: pgoutput/);
 });
 
+test('disallowed plugin stops walhook with the fix', async (t) => {
+  // PostgreSQL 15 since 15.19 allows only the output plugins in output_plugin_libraries.
+  const restricted = await startPostgres({ settings: { output_plugin_libraries: 'pgoutput' } }).catch(
+    (err: unknown) => err as Error,
+  );
+  if (restricted instanceof Error) {
+    t.skip(`this server version has no output_plugin_libraries parameter (${restricted.message.split('\n')[0]})`);
+    return;
+  }
+  t.after(() => restricted.close());
+  if (!(await restricted.hasPlugin('wal2json'))) {
+    t.skip('this server does not have wal2json installed');
+    return;
+  }
+  const db = await openDatabase(t, restricted, 'plugin_not_allowed');
+  await db.query('CREATE TABLE orders (id int PRIMARY KEY)');
+  const receiver = await startReceiver();
+  t.after(() => receiver.close());
+  const config = pluginConfig({ plugin: 'wal2json', database: db, receiver, slot: 'not_allowed', tables: ['orders'] });
+
+  const walhook = await startWalhook({ config, t });
+  const exit = await walhook.waitForExit({ timeoutMs: 20_000 });
+  assert.equal(exit.code, 1);
+  const fatal = walhook.logs.find((entry) => entry.level === LOG_LEVEL.fatal);
+  assert.equal(fatal?.code, 'WALHOOK_PLUGIN_UNSUPPORTED');
+  assert.match(fatal?.msg ?? '', /does not allow the output plugin 'wal2json'/);
+  assert.match(fatal?.msg ?? '', /ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, test_decoding, wal2json'/);
+});
+
 test('wal2json changes arrive and the slot follows delivery', async (t) => {
   if (await skipWithoutPlugin(t, server, 'wal2json')) return;
   // The postgres database, where commitTransaction reads the WAL with pg_walinspect.
