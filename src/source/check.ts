@@ -27,6 +27,7 @@ export async function checkDatabase(
   try {
     const findings: Finding[] = [];
     await checkWalLevel(client, findings);
+    await checkPluginAllowed(client, config, findings);
     await checkRole(client, findings);
     await checkTables(client, tables, findings);
     await checkTriggerFilters(client, triggers, findings);
@@ -47,6 +48,28 @@ async function checkWalLevel(client: pg.Client, findings: Finding[]): Promise<vo
       message: `wal_level is '${level}': run ALTER SYSTEM SET wal_level = logical; and restart PostgreSQL`,
     });
   }
+}
+
+/**
+ * Adds an error when the server lists the output plugins that replication may use
+ * (`output_plugin_libraries`, PostgreSQL 15 since 15.19) and `source.plugin` is not
+ * among them. Servers without the parameter accept any installed plugin.
+ */
+async function checkPluginAllowed(client: pg.Client, config: SourceConfig, findings: Finding[]): Promise<void> {
+  const { rows } = await client.query<{ setting: string }>(
+    "SELECT setting FROM pg_settings WHERE name = 'output_plugin_libraries'",
+  );
+  const setting = rows[0]?.setting;
+  if (setting === undefined) return;
+  const allowed = setting.split(',').map((name) => name.trim());
+  if (allowed.includes(config.plugin)) return;
+  findings.push({
+    level: 'error',
+    message:
+      `output_plugin_libraries ('${setting}') does not allow source.plugin '${config.plugin}': as a superuser run ` +
+      `ALTER SYSTEM SET output_plugin_libraries = '${[...allowed.filter((name) => name !== ''), config.plugin].join(', ')}' ` +
+      'and SELECT pg_reload_conf(), or set source.plugin: pgoutput',
+  });
 }
 
 async function checkRole(client: pg.Client, findings: Finding[]): Promise<void> {

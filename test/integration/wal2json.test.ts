@@ -1,14 +1,19 @@
 // walhook with source.plugin wal2json through the real CLI: the main job, agreement
 // with pgoutput on the same changes, the NaN limit and a server without the plugin.
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
+import YAML from 'yaml';
 
 import { type RowImageEvent, openDatabase, pluginConfig, skipWithoutPlugin, waitForSlotToCatchUp } from '../helpers/plugins.js';
 import { type TestPostgres, startPostgres } from '../helpers/postgres.js';
 import { type ReceivedRequest, startReceiver } from '../helpers/receiver.js';
 import { compareLsn, slotState } from '../helpers/replication.js';
 import { commitTransaction } from '../helpers/wal-positions.js';
+import { runCli } from '../helpers/walhook-cli.js';
 import { LOG_LEVEL, startWalhook } from '../helpers/walhook-process.js';
 import { parseEvent } from '../helpers/webhook-events.js';
 
@@ -73,6 +78,16 @@ test('disallowed plugin stops walhook with the fix', async (t) => {
   assert.equal(fatal?.code, 'WALHOOK_PLUGIN_UNSUPPORTED');
   assert.match(fatal?.msg ?? '', /does not allow the output plugin 'wal2json'/);
   assert.match(fatal?.msg ?? '', /ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, test_decoding, wal2json'/);
+
+  // validate --connect finds the same problem before a start.
+  const configDir = await mkdtemp(join(tmpdir(), 'walhook-plugin-check-'));
+  t.after(() => rm(configDir, { recursive: true, force: true }));
+  const configPath = join(configDir, 'walhook.yaml');
+  await writeFile(configPath, YAML.stringify(config));
+  const check = await runCli(['validate', '--config', configPath, '--connect']);
+  assert.equal(check.code, 1, check.stdout + check.stderr);
+  assert.match(check.stdout + check.stderr, /output_plugin_libraries \('pgoutput'\) does not allow source\.plugin 'wal2json'/);
+  assert.match(check.stdout + check.stderr, /ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, wal2json'/);
 });
 
 test('wal2json changes arrive and the slot follows delivery', async (t) => {
