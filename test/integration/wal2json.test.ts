@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { type TestContext, after, before, test } from 'node:test';
 import pg from 'pg';
 import YAML from 'yaml';
 
@@ -14,7 +14,7 @@ import { type ReceivedRequest, startReceiver } from '../helpers/receiver.js';
 import { compareLsn, slotState } from '../helpers/replication.js';
 import { commitTransaction } from '../helpers/wal-positions.js';
 import { runCli } from '../helpers/walhook-cli.js';
-import { LOG_LEVEL, startWalhook } from '../helpers/walhook-process.js';
+import { LOG_LEVEL, type LogEntry, startWalhook } from '../helpers/walhook-process.js';
 import { parseEvent } from '../helpers/webhook-events.js';
 
 let server: TestPostgres;
@@ -31,22 +31,33 @@ function eventsOf(requests: readonly ReceivedRequest[]): RowImageEvent[] {
   return requests.map((request) => parseEvent(request) as RowImageEvent);
 }
 
+/**
+ * Starts walhook with wal2json on a new database `name` of `target`, waits for it to exit
+ * with code 1, and returns its fatal log entry and its configuration.
+ */
+async function startWal2jsonUntilExit(
+  t: TestContext,
+  target: TestPostgres,
+  name: string,
+): Promise<{ fatal: LogEntry | undefined; config: object }> {
+  const db = await openDatabase(t, target, name);
+  await db.query('CREATE TABLE orders (id int PRIMARY KEY)');
+  const receiver = await startReceiver();
+  t.after(() => receiver.close());
+  const config = pluginConfig({ plugin: 'wal2json', database: db, receiver, slot: name, tables: ['orders'] });
+  const walhook = await startWalhook({ config, t });
+  const exit = await walhook.waitForExit({ timeoutMs: 20_000 });
+  assert.equal(exit.code, 1);
+  return { fatal: walhook.logs.find((entry) => entry.level === LOG_LEVEL.fatal), config };
+}
+
 test('missing plugin stops walhook with a clear error', async (t) => {
   if (await server.hasPlugin('wal2json')) {
     // Only a server without wal2json can show this; the embedded server is one.
     t.skip('this server has wal2json installed');
     return;
   }
-  const db = await openDatabase(t, server, 'missing_plugin');
-  await db.query('CREATE TABLE orders (id int PRIMARY KEY)');
-  const receiver = await startReceiver();
-  t.after(() => receiver.close());
-  const config = pluginConfig({ plugin: 'wal2json', database: db, receiver, slot: 'missing', tables: ['orders'] });
-
-  const walhook = await startWalhook({ config, t });
-  const exit = await walhook.waitForExit({ timeoutMs: 20_000 });
-  assert.equal(exit.code, 1);
-  const fatal = walhook.logs.find((entry) => entry.level === LOG_LEVEL.fatal);
+  const { fatal } = await startWal2jsonUntilExit(t, server, 'missing_plugin');
   assert.equal(fatal?.code, 'WALHOOK_PLUGIN_UNSUPPORTED');
   assert.match(fatal?.msg ?? '', /cannot load the output plugin 'wal2json'.*set source\.plugin: pgoutput/);
 });
@@ -65,16 +76,7 @@ test('disallowed plugin stops walhook with the fix', async (t) => {
     t.skip('this server does not have wal2json installed');
     return;
   }
-  const db = await openDatabase(t, restricted, 'plugin_not_allowed');
-  await db.query('CREATE TABLE orders (id int PRIMARY KEY)');
-  const receiver = await startReceiver();
-  t.after(() => receiver.close());
-  const config = pluginConfig({ plugin: 'wal2json', database: db, receiver, slot: 'not_allowed', tables: ['orders'] });
-
-  const walhook = await startWalhook({ config, t });
-  const exit = await walhook.waitForExit({ timeoutMs: 20_000 });
-  assert.equal(exit.code, 1);
-  const fatal = walhook.logs.find((entry) => entry.level === LOG_LEVEL.fatal);
+  const { fatal, config } = await startWal2jsonUntilExit(t, restricted, 'plugin_not_allowed');
   assert.equal(fatal?.code, 'WALHOOK_PLUGIN_UNSUPPORTED');
   assert.match(fatal?.msg ?? '', /does not allow the output plugin 'wal2json'/);
   assert.match(fatal?.msg ?? '', /ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, test_decoding, wal2json'/);
