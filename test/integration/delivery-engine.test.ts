@@ -365,3 +365,24 @@ test('engine delivers a truncate after everything before it', async (t) => {
   assert.deepEqual(order.slice(0, barrierAt).sort(), [0, 1, 2, 3, 4]);
   assert.deepEqual(order.slice(barrierAt + 1).sort(), [6, 7, 8]);
 });
+
+test('engine times out a request without a response', async (t) => {
+  const target = await startReceiver();
+  t.after(() => target.close());
+  target.respond(() => ({ delayMs: 5_000 }));
+  const engine = new DeliveryEngine(
+    { name: 'test', url: target.url, headers: {}, timeoutMs: 200 },
+    options(),
+    { logger, deadLetters: null },
+  );
+  t.after(() => engine.close(1000));
+
+  const started = performance.now();
+  const result = await engine.attempt(target.url, 'timeout-test', '{}');
+  const elapsedMs = performance.now() - started;
+  assert.equal(result.ok, false);
+  assert.equal(result.status, null);
+  assert.equal(result.error, 'timed out after 200 ms');
+  // The response would come after 5 s, so an attempt that ended earlier was aborted.
+  assert.ok(elapsedMs < 4_000, `attempt took ${Math.round(elapsedMs)} ms`);
+});
