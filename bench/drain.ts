@@ -14,7 +14,7 @@ import { startRecvlogical, type PostgresTools } from './postgres-tools.js';
 import { ProcessSampler, readCpuSeconds, type SamplerResult } from './proc-stats.js';
 import { summarizeCpuProfile, type ProfileSummary } from './profile.js';
 import type { BenchReceiver } from './receiver.js';
-import { BenchWalhook, walhookConfig } from './walhook-runner.js';
+import { BenchWalhook } from './walhook-runner.js';
 import {
   createSlot,
   dropWorkload,
@@ -22,6 +22,7 @@ import {
   walInsertLsn,
   withClient,
   type Workload,
+  workloadWalhookConfig,
 } from './workloads.js';
 
 export type DrainConsumer = 'pg_recvlogical' | 'walhook per-event' | 'walhook batched';
@@ -246,11 +247,8 @@ async function runWalhookDrain(
   receiver.responseDelayMs = 0;
   const spawnedAt = performance.now();
   const walhook = await BenchWalhook.start({
-    config: walhookConfig({
-      connection: server.connectionStringFor(workload.database),
+    config: workloadWalhookConfig(server, workload, {
       slot,
-      publication: workload.publication,
-      tables: workload.tables,
       receiverUrl: receiver.url,
       batched: consumer === 'walhook batched',
     }),

@@ -8,8 +8,8 @@ import type { TestPostgres } from '../test/helpers/postgres.js';
 import { ProcessSampler } from './proc-stats.js';
 import type { BenchReceiver } from './receiver.js';
 import type { BenchScale } from './scale.js';
-import { BenchWalhook, walhookConfig } from './walhook-runner.js';
-import { createSlot, dropWorkload, memoryWorkload, prepareWorkload, withClient } from './workloads.js';
+import { BenchWalhook } from './walhook-runner.js';
+import { createSlot, dropWorkload, memoryWorkload, prepareWorkload, withClient, workloadWalhookConfig } from './workloads.js';
 
 export interface MemoryResult {
   readonly backlogChanges: number;
@@ -41,14 +41,7 @@ export async function measureSlowReceiverMemory(context: MemoryContext): Promise
   receiver.resetCounts();
   receiver.responseDelayMs = scale.slowResponseDelayMs;
   const walhook = await BenchWalhook.start({
-    config: walhookConfig({
-      connection: server.connectionStringFor(workload.database),
-      slot,
-      publication: workload.publication,
-      tables: workload.tables,
-      receiverUrl: receiver.url,
-      batched: false,
-    }),
+    config: workloadWalhookConfig(server, workload, { slot, receiverUrl: receiver.url, batched: false }),
   });
   const sampler = new ProcessSampler(walhook.pid);
   try {

@@ -7,6 +7,7 @@ import pg from 'pg';
 
 import type { TestPostgres } from '../test/helpers/postgres.js';
 import type { BenchScale } from './scale.js';
+import { walhookConfig } from './walhook-runner.js';
 
 export interface Workload {
   /** Short name in tables and file names, such as `W1`. */
@@ -253,4 +254,20 @@ export async function createSlot(server: TestPostgres, database: string, slot: s
 export async function walInsertLsn(client: pg.Client): Promise<string> {
   const result = await client.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
   return result.rows[0]!.lsn;
+}
+
+/** Returns the walhook configuration that streams `workload` from `slot` to the receiver. */
+export function workloadWalhookConfig(
+  server: TestPostgres,
+  workload: Workload,
+  options: { slot: string; receiverUrl: string; batched: boolean },
+): Record<string, unknown> {
+  return walhookConfig({
+    connection: server.connectionStringFor(workload.database),
+    slot: options.slot,
+    publication: workload.publication,
+    tables: workload.tables,
+    receiverUrl: options.receiverUrl,
+    batched: options.batched,
+  });
 }
