@@ -119,8 +119,6 @@ export class Metrics {
     buckets: COMMIT_TO_DELIVERY_BUCKETS,
     registers: [this.registry],
   });
-  readonly #durationChildren = new Map<string, client.Histogram.Internal<'webhook'>>();
-  readonly #latencyChildren = new Map<string, client.Histogram.Internal<'webhook'>>();
   /** Webhooks whose circuit breaker opened and has not seen a success since. */
   readonly #pausedWebhooks = new Set<string>();
   readonly #inflightEvents = this.#gauge(
@@ -292,7 +290,7 @@ export class Metrics {
     const webhook = event.webhook;
     const outcome = event.ok ? 'success' : 'failure';
     this.#attempts.inc({ webhook, outcome, status_class: statusClass });
-    childOf(this.#deliveryDuration, this.#durationChildren, webhook).observe(event.durationMs / 1000);
+    this.#deliveryDuration.observe({ webhook }, event.durationMs / 1000);
     if (event.attempt !== undefined && event.attempt > 0) {
       this.#retries.inc({ webhook, status_class: statusClass });
     }
@@ -311,7 +309,8 @@ export class Metrics {
     this.#deliveredCounts.add(item.triggerName, webhook, item.op);
     if (item.commitTimeMs !== undefined) {
       const latencyMs = Math.max(0, this.#now() - item.commitTimeMs);
-      childOf(this.#commitToDelivery, this.#latencyChildren, webhook).observe(latencyMs / 1000);
+      // NOTE: prom-client hashes the labels on every observe(), about 0.17 µs per event.
+      this.#commitToDelivery.observe({ webhook }, latencyMs / 1000);
     }
   }
 
@@ -356,7 +355,8 @@ type EventLabel = (typeof EVENT_LABELS)[number];
 /**
  * Event counts by trigger, webhook and operation in plain numbers, added to their
  * prom-client counter when the registry collects it. prom-client hashes and checks the
- * labels on every inc(), about 0.17 µs, which adds up on the per-event paths.
+ * labels on every inc(), which measured about 0.17 µs with prom-client 15.1.3 and adds up
+ * on the per-event paths.
  */
 class PendingCounts {
   readonly #series = new Map<string, Map<string, Map<string, { readonly labels: Record<EventLabel, string>; pending: number }>>>();
@@ -388,20 +388,6 @@ class PendingCounts {
       }
     }
   }
-}
-
-/** Returns the child of a histogram labelled only by webhook, made once per webhook. */
-function childOf(
-  histogram: client.Histogram<'webhook'>,
-  children: Map<string, client.Histogram.Internal<'webhook'>>,
-  webhook: string,
-): client.Histogram.Internal<'webhook'> {
-  let child = children.get(webhook);
-  if (child === undefined) {
-    child = histogram.labels({ webhook });
-    children.set(webhook, child);
-  }
-  return child;
 }
 
 function eventLabels(webhook: string, item: DeliveryItem): Record<EventLabel, string> {

@@ -85,7 +85,7 @@ interface TransactionText {
 let lastTransaction: TransactionInfo | null = null;
 let lastTransactionText: TransactionText = { commitLsn: '', createdAt: '' };
 
-/** Returns the text pieces of `transaction`; the events of a transaction arrive together. */
+/** Returns the text pieces of `transaction`, cached for the last one because its events arrive together. */
 function transactionText(transaction: TransactionInfo): TransactionText {
   if (transaction !== lastTransaction) {
     lastTransaction = transaction;
@@ -199,7 +199,7 @@ function eventJson(change: RowChange, options: EnvelopeOptions): string {
   return `{"op":"${change.op}","data":{"old":${oldJson},"new":${newJson}},"session_variables":null${extras}}`;
 }
 
-/** Builds the envelope of a row change; `lsnText` is `change.lsn` formatted, when the caller has it. */
+/** Builds the envelope of a row change. `lsnText` is `change.lsn` already formatted, when the caller has it. */
 export function buildEnvelope(
   triggerName: string,
   change: RowChange,
@@ -215,7 +215,7 @@ export function buildEnvelope(
   return { id, head, tail };
 }
 
-/** Size in UTF-8 bytes of the first attempt's body, without building it; see `envelopeBody`. */
+/** Returns the size in UTF-8 bytes of the first attempt's body (see `envelopeBody`) without building it. */
 export function envelopeBytes(envelope: Envelope): number {
   return Buffer.byteLength(envelope.head) + Buffer.byteLength(envelope.tail) + FIRST_DELIVERY_INFO.length;
 }

@@ -508,12 +508,12 @@ export class Pipeline {
   }
 }
 
-/** What the ordering keys of one relation's changes are made of. */
+/** Parts of the ordering keys of one relation's changes. */
 interface RelationKeys {
   readonly table: { readonly schema: string; readonly name: string };
   /** Ordering key under `ordering: table`, and the row key when the row key is unknown. */
   readonly tableKey: string;
-  /** Positions of the columns that identify a row; empty when the row key is unknown. */
+  /** Positions of the columns that identify a row, empty when the row key is unknown. */
   readonly keyColumns: readonly number[];
 }
 
@@ -547,8 +547,8 @@ function rowKeyOf(change: RowChange, keys: RelationKeys): string | undefined {
   // NOTE: an update that changes the key is ordered under its new key, so it may
   // overtake a still pending event of the old key.
   const tuple = change.op === 'DELETE' ? change.oldTuple : change.newTuple;
-  // PostgreSQL text cannot contain NUL, so NUL separates the values, and a marker
-  // after it tells a text value ('s') from a missing one ('n').
+  // PostgreSQL text cannot contain NUL, so NUL separates the values. The marker after
+  // it is 's' for a text value and 'n' for a missing one, so the two cannot collide.
   let key = keys.tableKey;
   for (const index of keys.keyColumns) {
     const value = tuple[index];

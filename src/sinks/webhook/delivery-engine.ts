@@ -575,9 +575,9 @@ export class DeliveryEngine {
 }
 
 /**
- * The abort signal of one request, fired after `timeoutMs`. undici also takes an
- * EventEmitter with `aborted` and `reason` as a signal; on Node.js 20 that costs about
- * 0.5 µs per request, where AbortSignal.timeout() costs 3 to 7 µs.
+ * The abort signal of one request, fired after `timeoutMs`. undici also accepts an
+ * EventEmitter with `aborted` and `reason` as a signal. On Node.js 20.20 this measured
+ * about 0.5 µs per request, against 3 to 7 µs for AbortSignal.timeout().
  */
 class RequestTimeout extends EventEmitter {
   aborted = false;
